@@ -136,7 +136,10 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(k.open(b"x", &bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                k.open(b"x", &bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 
@@ -152,7 +155,10 @@ mod tests {
     #[test]
     fn truncated_input_is_malformed() {
         let k = Key::generate().unwrap();
-        assert!(matches!(k.open(b"x", &[1, 2, 3]), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            k.open(b"x", &[1, 2, 3]),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     #[test]

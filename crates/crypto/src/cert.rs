@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
+};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -67,7 +69,9 @@ pub fn generate(req: &IdentityRequest) -> Result<TlsIdentity, CryptoError> {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(i64::from(req.validity_days));
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&crate::random::bytes::<16>()?));
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &crate::random::bytes::<16>()?,
+    ));
     let cert = params.self_signed(&key).map_err(err)?;
     Ok(TlsIdentity {
         cert_pem: cert.pem(),

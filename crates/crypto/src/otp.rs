@@ -13,8 +13,12 @@ pub fn totp_code(secret: &[u8], step: u64) -> String {
     let mac = hmac_sha256(secret, &step.to_be_bytes());
     // RFC 4226 §5.3 dynamic truncation.
     let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let bin = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]])
-        & 0x7fff_ffff;
+    let bin = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
     let code = bin % 10u32.pow(TOTP_DIGITS);
     format!("{code:0width$}", width = TOTP_DIGITS as usize)
 }

@@ -32,7 +32,8 @@ pub fn hash(password: &str) -> Result<String, CryptoError> {
 
 fn hash_with(password: &str, iterations: u32) -> Result<String, CryptoError> {
     let salt = random::bytes::<PBKDF2_SALT_LEN>()?;
-    let iterations = NonZeroU32::new(iterations).ok_or(CryptoError::PasswordHash("zero iterations"))?;
+    let iterations =
+        NonZeroU32::new(iterations).ok_or(CryptoError::PasswordHash("zero iterations"))?;
     let mut out = Zeroizing::new([0u8; PBKDF2_OUTPUT_LEN]);
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,
@@ -83,9 +84,15 @@ fn parse(phc: &str) -> Result<Parsed, CryptoError> {
         .decode(hash.as_bytes())
         .map_err(|_| CryptoError::PasswordHash("bad hash encoding"))?;
     if salt.len() < PBKDF2_SALT_LEN || hash.len() != PBKDF2_OUTPUT_LEN || len != Some(hash.len()) {
-        return Err(CryptoError::PasswordHash("salt or output length outside policy"));
+        return Err(CryptoError::PasswordHash(
+            "salt or output length outside policy",
+        ));
     }
-    Ok(Parsed { iterations, salt, hash })
+    Ok(Parsed {
+        iterations,
+        salt,
+        hash,
+    })
 }
 
 /// Checks `password` against a stored hash in constant time.
@@ -147,7 +154,10 @@ mod tests {
     #[test]
     fn hashes_below_the_policy_floor_are_refused() {
         let weak = hash_with("pw", 1000).unwrap();
-        assert!(matches!(verify("pw", &weak), Err(CryptoError::PasswordHash(_))));
+        assert!(matches!(
+            verify("pw", &weak),
+            Err(CryptoError::PasswordHash(_))
+        ));
         assert!(needs_rehash(&weak));
     }
 

@@ -6,7 +6,9 @@ use crate::CryptoError;
 
 /// Fills `buf` with random bytes.
 pub fn fill(buf: &mut [u8]) -> Result<(), CryptoError> {
-    SystemRandom::new().fill(buf).map_err(|_| CryptoError::Random)
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| CryptoError::Random)
 }
 
 /// Returns `N` random bytes.

@@ -75,10 +75,8 @@ impl FileKeyProvider {
     ///
     /// Returns the provider and whether the key was created now.
     pub fn open_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
-        if let Some(dir) = path.parent() {
-            if !dir.exists() {
-                mamori_durable::create_dir(dir, 0o700).map_err(io_err(dir))?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            mamori_durable::create_dir(dir, 0o700).map_err(io_err(dir))?;
         }
         let fresh = Key::generate()?;
         let created = mamori_durable::create_new(path, fresh.dangerous_raw_bytes(), 0o600)
@@ -157,7 +155,9 @@ pub fn overwrite_and_remove(path: &Path) -> Result<(), KeyError> {
     use std::io::Write;
     match fs::metadata(path) {
         Ok(meta) => {
-            let len = usize::try_from(meta.len()).unwrap_or(usize::MAX).min(1 << 20);
+            let len = usize::try_from(meta.len())
+                .unwrap_or(usize::MAX)
+                .min(1 << 20);
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -189,9 +189,16 @@ mod tests {
         assert!(created);
         let (_, created) = FileKeyProvider::open_or_create(&p).unwrap();
         assert!(!created);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
     }
@@ -237,7 +244,10 @@ mod tests {
         let p = dir.path().join("kek");
         FileKeyProvider::open_or_create(&p).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(FileKeyProvider::open(&p), Err(KeyError::Permissions(_))));
+        assert!(matches!(
+            FileKeyProvider::open(&p),
+            Err(KeyError::Permissions(_))
+        ));
     }
 
     #[test]
