@@ -1,0 +1,208 @@
+//! The management process's side of the boundary: asking the privileged parent.
+//!
+//! Every method of [`Parent`] that asks for something crosses the boundary and is named after
+//! the operation in [`crate::op`]. In a separated daemon the request goes over the socketpair the
+//! parent passed as standard input ([`Parent::from_stdin`]); in single-process mode (not started
+//! as root) the same [`Dispatcher`] runs in-process ([`Parent::in_process`]).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use mamori_crypto::aead::Key;
+use nix::sys::stat::{SFlag, fstat};
+use serde::Serialize;
+
+use crate::op::{Reply, Request};
+use crate::parent::{Dispatcher, ensure_kek};
+use crate::{PrivsepError, Result, wire};
+
+/// The privileged side, as the management process sees it.
+#[derive(Debug)]
+pub enum Parent {
+    /// A separated parent, reached over the socketpair.
+    Channel(Mutex<UnixStream>),
+    /// Single-process mode: the operations run in this process, with this process's rights.
+    InProcess(Dispatcher),
+}
+
+/// What the parent says about itself ([`Request::Status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ParentStatus {
+    /// The parent's process id (this process's own in single-process mode).
+    pub parent_pid: u32,
+    /// The parent's user id: 0 when separated.
+    pub parent_uid: u32,
+    /// When the parent started, in seconds since the Unix epoch.
+    pub started_at_unix: u64,
+    /// How many times the parent restarted the management process.
+    pub child_restarts: u32,
+}
+
+impl Parent {
+    /// The channel to a privileged parent, which passed it as standard input.
+    ///
+    /// Fails with [`PrivsepError::NotASocket`] if standard input is not a socket (the process
+    /// was started by hand, not by the parent). Standard input is then pointed at `/dev/null`,
+    /// so that nothing reading stdin by accident can consume the protocol.
+    pub fn from_stdin() -> Result<Self> {
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(PrivsepError::Channel)?;
+        let stat = fstat(&fd).map_err(|source| PrivsepError::Sys {
+            what: "fstat on standard input",
+            source,
+        })?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+            return Err(PrivsepError::NotASocket);
+        }
+        let null = File::open("/dev/null").map_err(PrivsepError::Channel)?;
+        nix::unistd::dup2_stdin(&null).map_err(|source| PrivsepError::Sys {
+            what: "pointing standard input at /dev/null",
+            source,
+        })?;
+        Ok(Self::Channel(Mutex::new(UnixStream::from(fd))))
+    }
+
+    /// Single-process mode: no separate parent; the operations run here.
+    ///
+    /// The key-encryption key is created under `state_dir/keys` on first use if it does not
+    /// exist, as the separated parent does at start.
+    pub fn in_process(state_dir: impl Into<PathBuf>) -> Self {
+        Self::InProcess(Dispatcher::new(state_dir))
+    }
+
+    /// Whether a separate privileged process holds the keys and the privileged operations.
+    pub fn is_separated(&self) -> bool {
+        matches!(self, Self::Channel(_))
+    }
+
+    /// Asks for the store's data key ([`Request::DataKey`]). The parent answers this once per
+    /// management process.
+    pub fn data_key(&self) -> Result<Key> {
+        match self.call(Request::DataKey)? {
+            Reply::DataKey { key } => Ok(Key::from_bytes(&key)?),
+            other => Err(unexpected("DataKey", other)),
+        }
+    }
+
+    /// Asks the parent about itself ([`Request::Status`]).
+    pub fn status(&self) -> Result<ParentStatus> {
+        match self.call(Request::Status)? {
+            Reply::Status {
+                parent_pid,
+                parent_uid,
+                started_at_unix,
+                child_restarts,
+            } => Ok(ParentStatus {
+                parent_pid,
+                parent_uid,
+                started_at_unix,
+                child_restarts,
+            }),
+            other => Err(unexpected("Status", other)),
+        }
+    }
+
+    fn call(&self, request: Request) -> Result<Reply> {
+        match self {
+            Self::Channel(channel) => {
+                // A poisoned lock means a call died part-way through a frame.
+                let mut stream = channel.lock().map_err(|_| PrivsepError::ChannelBroken)?;
+                wire::write_frame(&mut *stream, &request)?;
+                wire::read_frame(&mut *stream)
+            }
+            Self::InProcess(dispatcher) => {
+                if request == Request::DataKey {
+                    ensure_kek(dispatcher.state_dir())?;
+                }
+                Ok(dispatcher.dispatch(request))
+            }
+        }
+    }
+}
+
+/// Turns a reply that does not answer `op` into the matching error.
+fn unexpected(op: &'static str, reply: Reply) -> PrivsepError {
+    match reply {
+        Reply::Refused { reason } => PrivsepError::Refused { op, reason },
+        Reply::Failed { reason } => PrivsepError::Failed { op, reason },
+        _ => PrivsepError::UnexpectedReply { op },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::*;
+    use crate::parent::serve_one;
+
+    #[test]
+    fn in_process_mode_runs_the_same_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Parent::in_process(dir.path());
+        assert!(!p.is_separated());
+        let key = p.data_key().unwrap();
+        let sealed = key.seal(b"x", b"v").unwrap();
+        assert!(matches!(
+            p.data_key(),
+            Err(PrivsepError::Refused { op: "DataKey", .. })
+        ));
+        let again = Parent::in_process(dir.path()).data_key().unwrap();
+        assert_eq!(&again.open(b"x", &sealed).unwrap()[..], b"v");
+        let status = p.status().unwrap();
+        assert_eq!(status.parent_pid, std::process::id());
+        assert_eq!(status.child_restarts, 0);
+    }
+
+    #[test]
+    fn a_channel_client_gets_the_key_once_from_a_serving_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_kek(dir.path()).unwrap();
+        let (mut parent_end, child_end) = UnixStream::pair().unwrap();
+        let state = dir.path().to_path_buf();
+        let server = thread::spawn(move || {
+            let d = Dispatcher::new(state);
+            let mut served = 0;
+            while serve_one(&mut parent_end, &d).is_ok() {
+                served += 1;
+            }
+            served
+        });
+        let p = Parent::Channel(Mutex::new(child_end));
+        assert!(p.is_separated());
+        let key = p.data_key().unwrap();
+        let sealed = key.seal(b"x", b"v").unwrap();
+        assert!(matches!(p.data_key(), Err(PrivsepError::Refused { .. })));
+        assert_eq!(p.status().unwrap().parent_pid, std::process::id());
+        drop(p);
+        assert_eq!(server.join().unwrap(), 3);
+        let reopened = Parent::in_process(dir.path()).data_key().unwrap();
+        assert_eq!(&reopened.open(b"x", &sealed).unwrap()[..], b"v");
+    }
+
+    #[test]
+    fn a_reply_for_another_operation_is_an_error() {
+        let (mut parent_end, child_end) = UnixStream::pair().unwrap();
+        let server = thread::spawn(move || {
+            let _: Request = wire::read_frame(&mut parent_end).unwrap();
+            let wrong = Reply::Status {
+                parent_pid: 1,
+                parent_uid: 0,
+                started_at_unix: 0,
+                child_restarts: 0,
+            };
+            wire::write_frame(&mut parent_end, &wrong).unwrap();
+        });
+        let p = Parent::Channel(Mutex::new(child_end));
+        assert!(matches!(
+            p.data_key(),
+            Err(PrivsepError::UnexpectedReply { op: "DataKey" })
+        ));
+        server.join().unwrap();
+    }
+}

@@ -1,0 +1,913 @@
+//! The privileged parent: root, no sockets to the outside.
+//!
+//! [`run_parent`] is the whole life of the parent, in order:
+//!
+//! 1. check that it runs as root;
+//! 2. make sure the management user exists (create it with `useradd --system` if not);
+//! 3. lay out the state directory with the right owners and modes, and create the
+//!    key-encryption key if there is none;
+//! 4. start the management process: a socketpair, then a re-exec of `/proc/self/exe` with the
+//!    child's end as its standard input;
+//! 5. serve that child's requests, one frame at a time, through [`Dispatcher::dispatch`];
+//! 6. when the child dies or breaks the protocol, end its session and start a new one after a
+//!    backoff (1 s doubling to 60 s, back to 1 s once a child stayed up 60 s);
+//! 7. on SIGTERM or SIGINT, stop the child (SIGTERM, SIGKILL after 5 s) and return.
+//!
+//! The [`Dispatcher`] is also what runs in-process in single-process mode
+//! ([`crate::client::Parent::in_process`]), so the same code answers in both modes.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mamori_keys::{FileKeyProvider, load_or_create_data_key};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{Gid, Pid, Uid, User};
+use zeroize::Zeroizing;
+
+use crate::op::{Reply, Request};
+use crate::{PrivsepError, Result, wire};
+
+/// The management process's user unless configured otherwise.
+pub const DEFAULT_CHILD_USER: &str = "_mamori";
+
+/// The directory (under the state directory) that only the parent may enter: the KEK and the
+/// wrapped data key.
+pub const KEYS_DIR: &str = "keys";
+/// The key-encryption key file, relative to the state directory.
+pub const KEK_FILE: &str = "keys/kek";
+/// The wrapped data key file, relative to the state directory.
+pub const DATA_KEY_FILE: &str = "keys/data-key.wrapped";
+/// The directories (under the state directory) that belong to the management process: the
+/// encrypted store, the audit segments, the TLS identity and runtime files (sockets).
+pub const CHILD_DIRS: [&str; 4] = ["store", "audit", "tls", "run"];
+
+const USERADD: &str = "/usr/sbin/useradd";
+const RESTART_MIN: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(60);
+/// A child that stayed up this long was healthy; the next restart starts from `RESTART_MIN`.
+const STABLE_UPTIME: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Once a frame has started to arrive, the rest must follow within this time.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// Environment variables the child inherits; everything else is dropped.
+const CHILD_ENV_KEEP: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "TZ"];
+const CHILD_ENV_KEEP_PREFIX: &str = "MAMORI_";
+
+/// How to run the privileged parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentConfig {
+    /// The state directory (for example `/var/lib/mamori`).
+    pub state_dir: PathBuf,
+    /// The management process's user; created as a system user if missing.
+    pub child_user: String,
+    /// The arguments to re-execute this binary with to get the management process (without
+    /// `argv[0]`), for example `["--child"]`.
+    pub child_args: Vec<OsString>,
+}
+
+impl ParentConfig {
+    /// A configuration with the default child user.
+    pub fn new(state_dir: impl Into<PathBuf>, child_args: Vec<OsString>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            child_user: DEFAULT_CHILD_USER.to_owned(),
+            child_args,
+        }
+    }
+}
+
+/// How the parent ended (it only ends on a signal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentExit {
+    /// The signal that asked the parent to stop (SIGTERM or SIGINT).
+    pub signal: Signal,
+    /// How many times the management process was restarted.
+    pub child_restarts: u32,
+}
+
+/// Executes privileged operations. One per parent (or per single-process daemon).
+///
+/// [`Dispatcher::dispatch`] holds the one `match` over [`Request`]; both the parent's loop and
+/// the in-process mode call it.
+#[derive(Debug)]
+pub struct Dispatcher {
+    state_dir: PathBuf,
+    started_at_unix: u64,
+    child_restarts: AtomicU32,
+    data_key_given: AtomicBool,
+}
+
+impl Dispatcher {
+    /// A dispatcher for the state directory `state_dir`, started now.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        let started_at_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            state_dir: state_dir.into(),
+            started_at_unix,
+            child_restarts: AtomicU32::new(0),
+            data_key_given: AtomicBool::new(false),
+        }
+    }
+
+    /// Executes one request. This is the only place a request turns into an action.
+    pub fn dispatch(&self, request: Request) -> Reply {
+        match request {
+            Request::DataKey => self.data_key(),
+            Request::Status => self.status(),
+        }
+    }
+
+    /// The state directory this dispatcher serves.
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A new management process replaced the old one: count it, and let the new one have the
+    /// data key once.
+    pub(crate) fn child_restarted(&self) {
+        self.child_restarts.fetch_add(1, Ordering::Relaxed);
+        self.data_key_given.store(false, Ordering::SeqCst);
+    }
+
+    fn data_key(&self) -> Reply {
+        if self.data_key_given.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                target: "mamori::privsep",
+                audit = true,
+                op = "DataKey",
+                "refused: the data key was already given to this management process"
+            );
+            return Reply::Refused {
+                reason: "the data key was already given to this management process".into(),
+            };
+        }
+        let loaded = FileKeyProvider::open(&self.state_dir.join(KEK_FILE))
+            .and_then(|kek| load_or_create_data_key(&kek, &self.state_dir.join(DATA_KEY_FILE)));
+        match loaded {
+            Ok((key, created)) => {
+                tracing::info!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "DataKey",
+                    created,
+                    "data key handed to the management process"
+                );
+                Reply::DataKey {
+                    key: Zeroizing::new(key.dangerous_raw_bytes().to_vec()),
+                }
+            }
+            Err(e) => {
+                // Not an answer: the child may ask again once the cause is fixed.
+                self.data_key_given.store(false, Ordering::SeqCst);
+                tracing::error!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "DataKey",
+                    error = %e,
+                    "the data key could not be loaded"
+                );
+                Reply::Failed {
+                    reason: "the data key could not be loaded".into(),
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Reply {
+        Reply::Status {
+            parent_pid: std::process::id(),
+            parent_uid: Uid::current().as_raw(),
+            started_at_unix: self.started_at_unix,
+            child_restarts: self.child_restarts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs the privileged parent until SIGTERM or SIGINT. See the module documentation for the
+/// steps.
+///
+/// Call it from `main` before any thread exists: it blocks SIGTERM, SIGINT and SIGCHLD in the
+/// calling thread to receive them through a signalfd, and a second thread would still get them
+/// delivered the default way. The signal mask is restored before it returns.
+pub fn run_parent(cfg: ParentConfig) -> Result<ParentExit> {
+    if !Uid::effective().is_root() {
+        return Err(PrivsepError::NotRoot);
+    }
+    let user = ensure_child_user(&cfg.child_user)?;
+    prepare_state_dir(&cfg.state_dir, user.uid, user.gid)?;
+    let signals = Signals::block()?;
+    let dispatcher = Dispatcher::new(&cfg.state_dir);
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        match spawn_child(&cfg) {
+            Ok((mut child, mut channel)) => {
+                tracing::info!(
+                    target: "mamori::privsep",
+                    pid = child.id(),
+                    user = %cfg.child_user,
+                    "management process started"
+                );
+                let end = match serve_session(&mut child, &mut channel, &dispatcher, &signals) {
+                    Ok(end) => end,
+                    Err(e) => {
+                        stop_child(&mut child);
+                        return Err(e);
+                    }
+                };
+                drop(channel);
+                match end {
+                    SessionEnd::Signal(signal) => {
+                        tracing::info!(target: "mamori::privsep", %signal, "stopping");
+                        let status = stop_child(&mut child);
+                        tracing::info!(target: "mamori::privsep", ?status, "management process stopped");
+                        return Ok(ParentExit {
+                            signal,
+                            child_restarts: dispatcher.child_restarts.load(Ordering::Relaxed),
+                        });
+                    }
+                    SessionEnd::Exited(status) => {
+                        tracing::warn!(target: "mamori::privsep", ?status, "management process exited");
+                    }
+                    SessionEnd::ChannelClosed => {
+                        let status = stop_child(&mut child);
+                        tracing::warn!(
+                            target: "mamori::privsep",
+                            ?status,
+                            "management process closed the privsep channel; session ended"
+                        );
+                    }
+                    SessionEnd::Violation(e) => {
+                        tracing::error!(
+                            target: "mamori::privsep",
+                            audit = true,
+                            error = %e,
+                            "protocol violation by the management process; killing it"
+                        );
+                        let status = stop_child(&mut child);
+                        tracing::warn!(target: "mamori::privsep", ?status, "management process ended");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "mamori::privsep", error = %e, "could not start the management process");
+            }
+        }
+        let delay = backoff.next_delay(started.elapsed());
+        tracing::info!(
+            target: "mamori::privsep",
+            delay_secs = delay.as_secs(),
+            "restarting the management process after a delay"
+        );
+        if let Some(signal) = signals.wait(delay)? {
+            return Ok(ParentExit {
+                signal,
+                child_restarts: dispatcher.child_restarts.load(Ordering::Relaxed),
+            });
+        }
+        dispatcher.child_restarted();
+    }
+}
+
+/// Makes sure the system user `name` exists, creating it with
+/// `useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin
+/// --user-group` if it does not. Returns the user.
+pub fn ensure_child_user(name: &str) -> Result<User> {
+    validate_user_name(name)?;
+    if let Some(user) = lookup_user(name)? {
+        return Ok(user);
+    }
+    let out = Command::new(USERADD)
+        .args([
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            name,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| PrivsepError::UserAdd {
+            user: name.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        tracing::warn!(
+            target: "mamori::privsep",
+            audit = true,
+            user = name,
+            "created the system user for the management process"
+        );
+    } else if lookup_user(name)?.is_none() {
+        return Err(PrivsepError::UserAdd {
+            user: name.to_owned(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    // else: someone else created it at the same time; fine.
+    lookup_user(name)?.ok_or_else(|| PrivsepError::UserMissing(name.to_owned()))
+}
+
+fn lookup_user(name: &str) -> Result<Option<User>> {
+    User::from_name(name).map_err(|source| PrivsepError::UserLookup {
+        user: name.to_owned(),
+        source,
+    })
+}
+
+/// A name `useradd` accepts and that cannot be read as an option: `[a-z_][a-z0-9_-]{0,31}`.
+fn validate_user_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+        && name.len() <= 32;
+    if ok {
+        Ok(())
+    } else {
+        Err(PrivsepError::InvalidUserName(name.to_owned()))
+    }
+}
+
+/// Lays out the state directory for a separated daemon and creates the key-encryption key if
+/// there is none.
+///
+/// - `DIR`: 0755, root.
+/// - `DIR/keys`: 0700, root, with everything in it (the KEK and the wrapped data key).
+/// - `DIR/store`, `DIR/audit`, `DIR/tls`, `DIR/run`: 0700, owned by `uid:gid`, with everything
+///   in them (so a state directory first used in single-process mode keeps working).
+///
+/// Ownership changes never follow symlinks, and a regular file with more than one hard link is
+/// left alone and logged: it could be a link to a file outside the state directory. Run this
+/// only while no management process is running.
+pub fn prepare_state_dir(dir: &Path, uid: Uid, gid: Gid) -> Result<()> {
+    let root = (Uid::from_raw(0), Gid::from_raw(0));
+    ensure_dir(dir, 0o755, root)?;
+    ensure_dir(&dir.join(KEYS_DIR), 0o700, root)?;
+    chown_tree(&dir.join(KEYS_DIR), root)?;
+    for sub in CHILD_DIRS {
+        ensure_dir(&dir.join(sub), 0o700, (uid, gid))?;
+        chown_tree(&dir.join(sub), (uid, gid))?;
+    }
+    ensure_kek(dir)?;
+    mamori_durable::sync_dir(dir).map_err(state_err(dir))
+}
+
+/// The directories the management process may write: [`CHILD_DIRS`] under `state_dir`. This is
+/// what its landlock ruleset should allow.
+pub fn child_writable_dirs(state_dir: &Path) -> Vec<PathBuf> {
+    CHILD_DIRS.iter().map(|d| state_dir.join(d)).collect()
+}
+
+/// Creates the key-encryption key if it does not exist yet. Returns whether it was created.
+pub(crate) fn ensure_kek(state_dir: &Path) -> Result<bool> {
+    let path = state_dir.join(KEK_FILE);
+    if path.exists() {
+        return Ok(false);
+    }
+    let (_, created) = FileKeyProvider::open_or_create(&path)?;
+    if created {
+        tracing::warn!(
+            target: "mamori::privsep",
+            audit = true,
+            path = %path.display(),
+            "created a new key-encryption key"
+        );
+    }
+    Ok(created)
+}
+
+fn state_err(path: &Path) -> impl FnOnce(io::Error) -> PrivsepError + '_ {
+    move |source| PrivsepError::StateDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn ensure_dir(path: &Path, mode: u32, (uid, gid): (Uid, Gid)) -> Result<()> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(state_err(path))?;
+        }
+        Err(e) => return Err(state_err(path)(e)),
+    }
+    let meta = fs::symlink_metadata(path).map_err(state_err(path))?;
+    if !meta.file_type().is_dir() {
+        return Err(PrivsepError::StateDirUnsafe {
+            path: path.to_path_buf(),
+            reason: "exists and is not a directory (or is a symlink)",
+        });
+    }
+    if meta.uid() != uid.as_raw() || meta.gid() != gid.as_raw() {
+        std::os::unix::fs::lchown(path, Some(uid.as_raw()), Some(gid.as_raw()))
+            .map_err(state_err(path))?;
+    }
+    if meta.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(state_err(path))?;
+    }
+    Ok(())
+}
+
+/// Gives everything beneath `top` to `uid:gid`, without following symlinks and without touching
+/// hard-linked regular files.
+fn chown_tree(top: &Path, (uid, gid): (Uid, Gid)) -> Result<()> {
+    let mut pending = vec![top.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).map_err(state_err(&dir))? {
+            let path = entry.map_err(state_err(&dir))?.path();
+            let meta = fs::symlink_metadata(&path).map_err(state_err(&path))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                pending.push(path.clone());
+            }
+            if meta.uid() == uid.as_raw() && meta.gid() == gid.as_raw() {
+                continue;
+            }
+            if kind.is_file() && meta.nlink() > 1 {
+                tracing::warn!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    path = %path.display(),
+                    links = meta.nlink(),
+                    "not changing the owner of a hard-linked file in the state directory"
+                );
+                continue;
+            }
+            std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                .map_err(state_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the management process: `/proc/self/exe` with `child_args`, the child's end of a new
+/// socketpair as its standard input, standard output and error inherited, a filtered
+/// environment, and `/` as its working directory.
+fn spawn_child(cfg: &ParentConfig) -> Result<(Child, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair().map_err(PrivsepError::Spawn)?;
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("mamorid"));
+    // The Command holds the child's end until it is dropped; it must go at the end of this
+    // block, or the parent would never see the channel close when the child dies.
+    let child = {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0(argv0)
+            .args(&cfg.child_args)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .current_dir("/")
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                k.to_str().is_some_and(|k| {
+                    CHILD_ENV_KEEP.contains(&k) || k.starts_with(CHILD_ENV_KEEP_PREFIX)
+                })
+            }));
+        cmd.spawn().map_err(PrivsepError::Spawn)?
+    };
+    Ok((child, ours))
+}
+
+/// Why a child's session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The parent was asked to stop.
+    Signal(Signal),
+    /// The child exited (or was killed) on its own.
+    Exited(ExitStatus),
+    /// The child closed the channel between frames.
+    ChannelClosed,
+    /// The child sent something that is not a valid request.
+    Violation(PrivsepError),
+}
+
+fn serve_session(
+    child: &mut Child,
+    channel: &mut UnixStream,
+    dispatcher: &Dispatcher,
+    signals: &Signals,
+) -> Result<SessionEnd> {
+    loop {
+        let (signal_ready, channel_ready) = {
+            let mut fds = [
+                PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(channel.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(source) => {
+                    return Err(PrivsepError::Sys {
+                        what: "poll",
+                        source,
+                    });
+                }
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if signal_ready {
+            if let Some(signal) = signals.take_stop_signal()? {
+                return Ok(SessionEnd::Signal(signal));
+            }
+            if let Some(status) = child.try_wait().map_err(PrivsepError::Spawn)? {
+                return Ok(SessionEnd::Exited(status));
+            }
+        }
+        if channel_ready {
+            match serve_one(channel, dispatcher) {
+                Ok(()) => {}
+                Err(PrivsepError::ChannelClosed) => return Ok(SessionEnd::ChannelClosed),
+                Err(e) => return Ok(SessionEnd::Violation(e)),
+            }
+        }
+    }
+}
+
+/// Reads one request from the channel, executes it and writes the reply.
+pub(crate) fn serve_one(channel: &mut UnixStream, dispatcher: &Dispatcher) -> Result<()> {
+    channel
+        .set_read_timeout(Some(FRAME_TIMEOUT))
+        .and_then(|()| channel.set_write_timeout(Some(FRAME_TIMEOUT)))
+        .map_err(PrivsepError::Channel)?;
+    let request: Request = wire::read_frame(channel)?;
+    tracing::debug!(target: "mamori::privsep", op = request.name(), "request");
+    let reply = dispatcher.dispatch(request);
+    wire::write_frame(channel, &reply)
+}
+
+/// Stops the child: SIGTERM, then SIGKILL if it is still there after [`STOP_GRACE`]. Returns
+/// its exit status if it could be collected.
+fn stop_child(child: &mut Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // The child is ours and not yet reaped, so the pid cannot have been reused.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break,
+        }
+    }
+    tracing::warn!(
+        target: "mamori::privsep",
+        pid = child.id(),
+        "management process ignored SIGTERM; killing it"
+    );
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// Restart delays: 1 s doubling to 60 s; back to 1 s after a child that stayed up 60 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: RESTART_MIN }
+    }
+}
+
+impl Backoff {
+    fn next_delay(&mut self, uptime: Duration) -> Duration {
+        if uptime >= STABLE_UPTIME {
+            self.next = RESTART_MIN;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(RESTART_MAX);
+        delay
+    }
+}
+
+/// SIGTERM, SIGINT and SIGCHLD, blocked and read through a signalfd. Restores the previous
+/// mask when dropped.
+struct Signals {
+    fd: SignalFd,
+    previous: SigSet,
+}
+
+impl Signals {
+    fn block() -> Result<Self> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGCHLD);
+        let previous = set
+            .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+            .map_err(|source| PrivsepError::Sys {
+                what: "blocking signals",
+                source,
+            })?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|source| PrivsepError::Sys {
+                what: "signalfd",
+                source,
+            })?;
+        Ok(Self { fd, previous })
+    }
+
+    /// Drains pending signals; returns SIGTERM or SIGINT if one came.
+    fn take_stop_signal(&self) -> Result<Option<Signal>> {
+        let mut stop = None;
+        loop {
+            match self.fd.read_signal() {
+                Ok(Some(info)) => {
+                    let signal = i32::try_from(info.ssi_signo)
+                        .ok()
+                        .and_then(|n| Signal::try_from(n).ok());
+                    if let Some(s @ (Signal::SIGTERM | Signal::SIGINT)) = signal {
+                        stop = stop.or(Some(s));
+                    }
+                }
+                Ok(None) => return Ok(stop),
+                Err(nix::Error::EINTR) => {}
+                Err(source) => {
+                    return Err(PrivsepError::Sys {
+                        what: "reading the signalfd",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits `delay`, or less if SIGTERM or SIGINT arrives (then returns it).
+    fn wait(&self, delay: Duration) -> Result<Option<Signal>> {
+        let deadline = Instant::now() + delay;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(nix::Error::EINTR) => {}
+                Ok(_) => {
+                    if let Some(signal) = self.take_stop_signal()? {
+                        return Ok(Some(signal));
+                    }
+                }
+                Err(source) => {
+                    return Err(PrivsepError::Sys {
+                        what: "poll",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        let _ = self.previous.thread_set_mask();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use mamori_crypto::aead::Key;
+
+    use super::*;
+    use crate::wire::{read_frame, write_frame};
+
+    fn key_of(reply: Reply) -> Key {
+        match reply {
+            Reply::DataKey { key } => Key::from_bytes(&key).unwrap(),
+            other => panic!("expected a data key, got {other:?}"),
+        }
+    }
+
+    fn state_with_kek() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ensure_kek(dir.path()).unwrap());
+        assert!(!ensure_kek(dir.path()).unwrap());
+        dir
+    }
+
+    #[test]
+    fn the_data_key_is_given_once_per_child_and_refused_the_second_time() {
+        let dir = state_with_kek();
+        let d = Dispatcher::new(dir.path());
+        let _ = key_of(d.dispatch(Request::DataKey));
+        assert!(matches!(
+            d.dispatch(Request::DataKey),
+            Reply::Refused { .. }
+        ));
+        assert!(matches!(
+            d.dispatch(Request::DataKey),
+            Reply::Refused { .. }
+        ));
+        // A restarted child may have it once again.
+        d.child_restarted();
+        let _ = key_of(d.dispatch(Request::DataKey));
+        assert!(matches!(
+            d.dispatch(Request::DataKey),
+            Reply::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn the_data_key_opens_what_it_sealed_after_a_reopen_with_the_same_kek() {
+        let dir = state_with_kek();
+        let first = key_of(Dispatcher::new(dir.path()).dispatch(Request::DataKey));
+        let sealed = first.seal(b"store/test", b"value").unwrap();
+        assert!(dir.path().join(DATA_KEY_FILE).exists());
+        let second = key_of(Dispatcher::new(dir.path()).dispatch(Request::DataKey));
+        assert_eq!(&second.open(b"store/test", &sealed).unwrap()[..], b"value");
+    }
+
+    #[test]
+    fn a_missing_kek_fails_without_using_up_the_one_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dispatcher::new(dir.path());
+        assert!(matches!(d.dispatch(Request::DataKey), Reply::Failed { .. }));
+        assert!(
+            !dir.path().join(KEK_FILE).exists(),
+            "DataKey must not create a KEK"
+        );
+        ensure_kek(dir.path()).unwrap();
+        let _ = key_of(d.dispatch(Request::DataKey));
+    }
+
+    #[test]
+    fn status_reports_this_process_and_the_restart_count() {
+        let d = Dispatcher::new("/nonexistent");
+        d.child_restarted();
+        d.child_restarted();
+        match d.dispatch(Request::Status) {
+            Reply::Status {
+                parent_pid,
+                parent_uid,
+                started_at_unix,
+                child_restarts,
+            } => {
+                assert_eq!(parent_pid, std::process::id());
+                assert_eq!(parent_uid, Uid::current().as_raw());
+                assert!(started_at_unix > 1_600_000_000);
+                assert_eq!(child_restarts, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_one_answers_over_a_socketpair_and_rejects_garbage() {
+        let dir = state_with_kek();
+        let d = Dispatcher::new(dir.path());
+        let (mut parent_end, mut child_end) = UnixStream::pair().unwrap();
+        write_frame(&mut child_end, &Request::Status).unwrap();
+        serve_one(&mut parent_end, &d).unwrap();
+        assert!(matches!(
+            read_frame::<_, Reply>(&mut child_end).unwrap(),
+            Reply::Status { .. }
+        ));
+        child_end
+            .write_all(&[0, 0, 0, 3, b'x', b'y', b'z'])
+            .unwrap();
+        assert!(matches!(
+            serve_one(&mut parent_end, &d),
+            Err(PrivsepError::Malformed(_))
+        ));
+        drop(child_end);
+        assert!(matches!(
+            serve_one(&mut parent_end, &d),
+            Err(PrivsepError::ChannelClosed)
+        ));
+    }
+
+    #[test]
+    fn a_frame_that_stalls_half_way_is_a_violation_not_a_hang() {
+        let d = Dispatcher::new("/nonexistent");
+        let (mut parent_end, mut child_end) = UnixStream::pair().unwrap();
+        child_end.write_all(&[0, 0, 0, 100, b'{']).unwrap();
+        let started = Instant::now();
+        let err = serve_one(&mut parent_end, &d).unwrap_err();
+        assert!(matches!(err, PrivsepError::Channel(_)), "{err}");
+        assert!(started.elapsed() >= FRAME_TIMEOUT);
+    }
+
+    #[test]
+    fn restart_backoff_doubles_to_a_minute_and_resets_after_a_stable_run() {
+        let mut b = Backoff::default();
+        let quick = Duration::from_secs(2);
+        let delays: Vec<u64> = (0..9).map(|_| b.next_delay(quick).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.next_delay(STABLE_UPTIME).as_secs(), 1);
+        assert_eq!(b.next_delay(quick).as_secs(), 2);
+    }
+
+    #[test]
+    fn user_names_that_could_be_options_or_paths_are_refused() {
+        for good in ["_mamori", "mamori", "m-1_x"] {
+            validate_user_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "-o",
+            "--help",
+            "Root",
+            "a/b",
+            "a b",
+            "a\n",
+            &"a".repeat(33),
+        ] {
+            assert!(validate_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_state_layout_gives_keys_to_root_and_the_rest_to_the_child() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: needs root to change owners");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        // A state directory first used in single-process mode: files owned by someone else.
+        fs::create_dir_all(state.join("store")).unwrap();
+        fs::write(state.join("store/db"), b"x").unwrap();
+        fs::create_dir_all(state.join("store/sub")).unwrap();
+        fs::write(state.join("store/sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", state.join("store/link")).unwrap();
+        fs::write(dir.path().join("outside"), b"x").unwrap();
+        fs::hard_link(dir.path().join("outside"), state.join("store/hard")).unwrap();
+        let (uid, gid) = (Uid::from_raw(4242), Gid::from_raw(4243));
+        prepare_state_dir(&state, uid, gid).unwrap();
+
+        let owner = |p: &str| {
+            let m = fs::symlink_metadata(state.join(p)).unwrap();
+            (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
+        };
+        assert_eq!(owner(""), (0, 0, 0o755));
+        assert_eq!(owner("keys"), (0, 0, 0o700));
+        assert_eq!(owner("keys/kek"), (0, 0, 0o600));
+        for d in CHILD_DIRS {
+            assert_eq!(owner(d), (4242, 4243, 0o700), "{d}");
+        }
+        assert_eq!(owner("store/db").0, 4242);
+        assert_eq!(owner("store/sub").0, 4242);
+        assert_eq!(owner("store/sub/f").0, 4242);
+        assert_eq!(owner("store/link").0, 4242, "the link itself is chowned");
+        assert_eq!(
+            fs::metadata("/etc/passwd").unwrap().uid(),
+            0,
+            "its target is not"
+        );
+        assert_eq!(owner("store/hard").0, 0, "hard-linked files are left alone");
+        // Idempotent.
+        prepare_state_dir(&state, uid, gid).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_state_directory_is_refused() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: needs root to change owners");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink("/etc", state.join("tls")).unwrap();
+        let err = prepare_state_dir(&state, Uid::from_raw(4242), Gid::from_raw(4242)).unwrap_err();
+        assert!(matches!(err, PrivsepError::StateDirUnsafe { .. }), "{err}");
+        assert_eq!(fs::metadata("/etc").unwrap().uid(), 0);
+    }
+}
