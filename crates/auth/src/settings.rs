@@ -1,0 +1,220 @@
+//! Security settings of the authentication service, validated as a whole.
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Role;
+
+/// Authentication policy. Every field has a documented range; a value outside it is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Consecutive failures that lock an account (1–100, default 5). S3.1-04 R1-1.
+    #[schemars(range(min = 1, max = 100))]
+    pub lockout_threshold: u32,
+    /// First lock duration in seconds (10–86400, default 60); doubles with each further lock.
+    #[schemars(range(min = 10, max = 86400))]
+    pub lockout_base_seconds: u64,
+    /// Longest lock duration in seconds (≥ base, ≤ 86400, default 3600).
+    #[schemars(range(min = 10, max = 86400))]
+    pub lockout_max_seconds: u64,
+    /// Consecutive failures from one source address (an IPv6 /64) that throttle it (1–1000,
+    /// default 10). S3.1-04 R1-2 ②.
+    #[schemars(range(min = 1, max = 1000))]
+    pub source_threshold: u32,
+    /// Minimum password length (8–64, default 12). S3.1-02.
+    #[schemars(range(min = 8, max = 64))]
+    pub password_min_length: usize,
+    /// Roles whose members must enrol a second factor before doing anything else.
+    pub mfa_required_roles: Vec<Role>,
+    /// Idle session timeout in seconds (10–3600, default 600). S3.1-01 R3.
+    #[schemars(range(min = 10, max = 3600))]
+    pub idle_timeout_seconds: u64,
+    /// Absolute session lifetime in seconds (60–86400, default 28800).
+    #[schemars(range(min = 60, max = 86400))]
+    pub absolute_timeout_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            lockout_threshold: 5,
+            lockout_base_seconds: 60,
+            lockout_max_seconds: 3600,
+            source_threshold: 10,
+            password_min_length: 12,
+            mfa_required_roles: Vec::new(),
+            idle_timeout_seconds: 600,
+            absolute_timeout_seconds: 8 * 3600,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Checks every field against its range and the fields against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        fn range<T: PartialOrd + std::fmt::Display>(
+            name: &str,
+            v: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), String> {
+            if v < lo || v > hi {
+                return Err(format!("{name} must be between {lo} and {hi}"));
+            }
+            Ok(())
+        }
+        range("lockout_threshold", self.lockout_threshold, 1, 100)?;
+        range("lockout_base_seconds", self.lockout_base_seconds, 10, 86400)?;
+        range("lockout_max_seconds", self.lockout_max_seconds, 10, 86400)?;
+        range("source_threshold", self.source_threshold, 1, 1000)?;
+        range("password_min_length", self.password_min_length, 8, 64)?;
+        range("idle_timeout_seconds", self.idle_timeout_seconds, 10, 3600)?;
+        range(
+            "absolute_timeout_seconds",
+            self.absolute_timeout_seconds,
+            60,
+            86400,
+        )?;
+        if self.lockout_max_seconds < self.lockout_base_seconds {
+            return Err("lockout_max_seconds must not be below lockout_base_seconds".into());
+        }
+        if self.absolute_timeout_seconds < self.idle_timeout_seconds {
+            return Err("absolute_timeout_seconds must not be below idle_timeout_seconds".into());
+        }
+        let mut roles = self.mfa_required_roles.clone();
+        roles.sort_by_key(|r| r.as_str());
+        roles.dedup();
+        if roles.len() != self.mfa_required_roles.len() {
+            return Err("mfa_required_roles lists a role twice".into());
+        }
+        Ok(())
+    }
+}
+
+/// Which sources may reach the management service (S3.1-01 R7), and which of them are trusted
+/// management stations that an account lock caused elsewhere never blocks (S3.1-04).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicy {
+    /// Networks allowed to connect. Empty means any source. At most 64 entries.
+    #[schemars(with = "Vec<String>", length(max = 64))]
+    pub allow: Vec<IpNet>,
+    /// Trusted management stations (each inside `allow` when `allow` is not empty). At most 64.
+    #[schemars(with = "Vec<String>", length(max = 64))]
+    pub trusted: Vec<IpNet>,
+}
+
+impl AccessPolicy {
+    /// Checks sizes and that every trusted network is allowed to connect.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allow.len() > 64 || self.trusted.len() > 64 {
+            return Err("at most 64 entries per list".into());
+        }
+        if !self.allow.is_empty() {
+            for t in &self.trusted {
+                if !self.allow.iter().any(|a| a.contains(t)) {
+                    return Err(format!(
+                        "trusted network {t} is not inside any allowed network"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a connection from `addr` is accepted.
+    pub fn allows(&self, addr: std::net::IpAddr) -> bool {
+        let addr = canonical(addr);
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&addr))
+    }
+
+    /// Whether `addr` is a trusted management station.
+    pub fn is_trusted(&self, addr: std::net::IpAddr) -> bool {
+        let addr = canonical(addr);
+        self.trusted.iter().any(|n| n.contains(&addr))
+    }
+}
+
+/// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to IPv4 so one rule covers both forms.
+pub fn canonical(addr: std::net::IpAddr) -> std::net::IpAddr {
+    match addr {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documentation() {
+        let s = AuthSettings::default();
+        s.validate().unwrap();
+        assert_eq!(
+            (
+                s.lockout_threshold,
+                s.idle_timeout_seconds,
+                s.absolute_timeout_seconds
+            ),
+            (5, 600, 28800)
+        );
+        assert_eq!(s.password_min_length, 12);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let bad = [
+            AuthSettings {
+                lockout_threshold: 0,
+                ..Default::default()
+            },
+            AuthSettings {
+                password_min_length: 7,
+                ..Default::default()
+            },
+            AuthSettings {
+                idle_timeout_seconds: 5,
+                ..Default::default()
+            },
+            AuthSettings {
+                lockout_max_seconds: 30,
+                lockout_base_seconds: 60,
+                ..Default::default()
+            },
+        ];
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn allowlist_matches_v4_v6_and_mapped_addresses() {
+        let p = AccessPolicy {
+            allow: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            trusted: vec!["192.0.2.10/32".parse().unwrap()],
+        };
+        p.validate().unwrap();
+        assert!(p.allows("192.0.2.7".parse().unwrap()));
+        assert!(p.allows("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(p.allows("2001:db8::1".parse().unwrap()));
+        assert!(!p.allows("198.51.100.1".parse().unwrap()));
+        assert!(p.is_trusted("192.0.2.10".parse().unwrap()));
+        assert!(!p.is_trusted("192.0.2.11".parse().unwrap()));
+        assert!(AccessPolicy::default().allows("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn trusted_outside_allowed_is_refused() {
+        let p = AccessPolicy {
+            allow: vec!["192.0.2.0/24".parse().unwrap()],
+            trusted: vec!["198.51.100.1/32".parse().unwrap()],
+        };
+        assert!(p.validate().is_err());
+    }
+}
