@@ -1,0 +1,114 @@
+//! The access guard: runs before every endpoint with that endpoint's declared access rule.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use mamori_audit::{Event, EventKind, Outcome};
+use mamori_auth::model::Channel;
+use mamori_auth::{AuthError, Origin, Principal};
+use serde_json::json;
+
+use crate::SESSION_COOKIE;
+use crate::error::ApiError;
+use crate::extract::{Caller, ConnInfo};
+use crate::registry::Access;
+use crate::state::AppState;
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    origin: Origin,
+) -> Result<Principal, ApiError> {
+    if let Some(token) = bearer(headers) {
+        let token = token.to_string();
+        return state
+            .run(move |auth| auth.authenticate_token(&token, origin))
+            .await;
+    }
+    let secret = session_cookie(headers).ok_or(AuthError::Unauthenticated)?;
+    Ok(state.auth.authenticate_session(secret, origin)?)
+}
+
+/// Checks the endpoint's access rule and hands the caller to the handler.
+pub async fn guard(
+    State((state, access)): State<(AppState, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .ok_or(ApiError::Internal("connection info missing".into()))?;
+    match access {
+        Access::Public => {}
+        // Console endpoints do not exist as far as the network can tell.
+        Access::Console if conn.origin.channel != Channel::Console => {
+            return Err(ApiError::NotFound);
+        }
+        Access::Console => {}
+        Access::Authenticated(requirement) => {
+            let principal = authenticate(&state, req.headers(), conn.origin).await?;
+            if let Err(e) = principal.check(requirement, state.auth.now()) {
+                if matches!(e, AuthError::Forbidden | AuthError::TokenNotAllowed) {
+                    state.audit_record(
+                        Event::new(EventKind::AccessDenied, Outcome::Failure)
+                            .actor(principal.username.as_str())
+                            .source(conn.origin.label())
+                            .details(
+                                json!({"method": req.method().as_str(), "path": req.uri().path(),
+                                "role": principal.role}),
+                            ),
+                    );
+                }
+                return Err(e.into());
+            }
+            req.extensions_mut().insert(Caller(principal));
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn only_the_session_cookie_is_taken() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; __Host-mamori-session=abc; x=y"),
+        );
+        assert_eq!(session_cookie(&h), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("mamori-session=abc"),
+        );
+        assert_eq!(session_cookie(&h), None);
+    }
+}

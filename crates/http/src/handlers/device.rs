@@ -1,0 +1,70 @@
+//! Device identity and status.
+
+use axum::Json;
+use axum::extract::State;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// `GET /api/v1/device` (S3.1-14: model and serial visible to users).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeviceInfo {
+    /// Model.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Firmware version.
+    pub firmware_version: String,
+    /// Seconds since the system booted.
+    pub uptime_seconds: u64,
+    /// Current UTC time, RFC 3339.
+    pub time: String,
+}
+
+fn uptime_seconds() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map_or(0, |t| u64::try_from(t.tv_sec()).unwrap_or(0))
+}
+
+/// Model, serial, firmware version, uptime and time.
+pub async fn device(State(state): State<AppState>) -> Json<DeviceInfo> {
+    Json(DeviceInfo {
+        model: state.device.model.clone(),
+        serial: state.device.serial.clone(),
+        firmware_version: state.device.firmware_version.clone(),
+        uptime_seconds: uptime_seconds(),
+        time: mamori_audit::now_rfc3339(),
+    })
+}
+
+/// Status: the device, the process separation and sandbox, TLS, and notices for the admin.
+pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let access = state.auth.access();
+    let settings = state.auth.settings();
+    let mut notices = Vec::new();
+    if access.allow.is_empty() {
+        notices.push(json!({"code": "allowlist_open",
+            "message": "the management service accepts connections from any address; set an allowlist"}));
+    }
+    if !settings
+        .mfa_required_roles
+        .contains(&mamori_auth::model::Role::Admin)
+    {
+        notices.push(json!({"code": "mfa_not_required_for_admin",
+            "message": "administrators are not required to use a second factor"}));
+    }
+    Json(json!({
+        "device": {
+            "model": state.device.model,
+            "serial": state.device.serial,
+            "firmware_version": state.device.firmware_version,
+            "uptime_seconds": uptime_seconds(),
+            "time": mamori_audit::now_rfc3339(),
+        },
+        "process": (state.status)(),
+        "tls": {"versions": ["TLSv1.3", "TLSv1.2"], "suites": *state.tls_suites},
+        "notices": notices,
+    }))
+}

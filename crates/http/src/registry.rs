@@ -1,0 +1,257 @@
+//! The interface registry: every endpoint, declared once, with its access rule and schemas.
+//!
+//! The router, the access guard, the OpenAPI document and the evidence lists (unauthenticated
+//! endpoints, input validation) are all generated from [`endpoints`]. An endpoint that is not
+//! here does not exist.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use mamori_auth::model::Permission;
+use mamori_auth::service::{Allowed, Requirement};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::handlers::{audit, auth, console, device, mfa, sessions, settings, tokens, users};
+use crate::state::AppState;
+use crate::{MAX_BODY_BYTES, guard, headers};
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Access {
+    /// Anyone, without authentication. Kept to the minimum (S3.1-24).
+    Public,
+    /// An authenticated principal meeting the requirement.
+    Authenticated(Requirement),
+    /// Only the local console socket.
+    Console,
+}
+
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// One endpoint.
+pub struct Endpoint {
+    /// HTTP method.
+    pub method: Method,
+    /// Path (axum syntax, `{param}`).
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    /// Request body schema, if the endpoint takes a body.
+    pub request: Option<SchemaFn>,
+    /// Response body schema, if it answers with JSON.
+    pub response: Option<SchemaFn>,
+    route: fn() -> MethodRouter<AppState>,
+}
+
+fn schema<T: JsonSchema>() -> Option<SchemaFn> {
+    Some(|g| g.subschema_for::<T>())
+}
+
+const fn needs(permission: Permission) -> Access {
+    Access::Authenticated(Requirement {
+        permission,
+        reauth: false,
+        allowed_when: Allowed::Unrestricted,
+    })
+}
+
+const fn needs_reauth(permission: Permission) -> Access {
+    Access::Authenticated(Requirement {
+        permission,
+        reauth: true,
+        allowed_when: Allowed::Unrestricted,
+    })
+}
+
+const fn own(allowed_when: Allowed, reauth: bool) -> Access {
+    Access::Authenticated(Requirement {
+        permission: Permission::OwnAccount,
+        reauth,
+        allowed_when,
+    })
+}
+
+macro_rules! endpoint {
+    ($method:ident $path:literal, $access:expr, $summary:literal, $route:expr, req = $req:expr, resp = $resp:expr) => {
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            summary: $summary,
+            request: $req,
+            response: $resp,
+            route: || $route,
+        }
+    };
+}
+
+/// Every endpoint of the management interface.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Permission::*;
+    vec![
+        endpoint!(GET "/healthz", Access::Public, "Liveness probe; answers `ok` and nothing else.",
+            get(|| async { "ok" }), req = None, resp = None),
+        endpoint!(POST "/api/v1/auth/login", Access::Public, "Log in; sets the session cookie.",
+            post(auth::login), req = schema::<auth::LoginRequest>(),
+            resp = schema::<mamori_auth::service::SessionInfo>()),
+        endpoint!(POST "/api/v1/auth/logout", own(Allowed::Always, false), "End the session.",
+            post(auth::logout), req = None, resp = None),
+        endpoint!(GET "/api/v1/auth/session", own(Allowed::Always, false), "The caller's session.",
+            get(auth::session), req = None, resp = schema::<mamori_auth::service::SessionInfo>()),
+        endpoint!(POST "/api/v1/auth/password", own(Allowed::DuringPasswordChange, false),
+            "Change the caller's password (needs the current one).",
+            post(auth::change_password), req = schema::<auth::PasswordChange>(), resp = None),
+        endpoint!(POST "/api/v1/auth/reauth", own(Allowed::Unrestricted, false),
+            "Re-authenticate for sensitive operations (valid 5 minutes).",
+            post(auth::reauth), req = schema::<auth::ReauthRequest>(),
+            resp = schema::<auth::ReauthResponse>()),
+        endpoint!(POST "/api/v1/auth/mfa/totp/enroll", own(Allowed::DuringMfaEnrollment, true),
+            "Start TOTP enrolment.", post(mfa::enroll), req = None,
+            resp = schema::<mamori_auth::service::TotpEnrollment>()),
+        endpoint!(POST "/api/v1/auth/mfa/totp/verify", own(Allowed::DuringMfaEnrollment, false),
+            "Confirm TOTP enrolment; returns recovery codes once.", post(mfa::verify),
+            req = schema::<mfa::VerifyRequest>(), resp = schema::<mfa::VerifyResponse>()),
+        endpoint!(POST "/api/v1/auth/mfa/totp/disable", own(Allowed::Unrestricted, true),
+            "Remove the caller's second factor.", post(mfa::disable), req = None, resp = None),
+        endpoint!(GET "/api/v1/sessions", own(Allowed::Unrestricted, false),
+            "The caller's sessions.", get(sessions::list), req = None,
+            resp = schema::<Vec<mamori_auth::service::SessionListing>>()),
+        endpoint!(DELETE "/api/v1/sessions/{id}", own(Allowed::Unrestricted, false),
+            "Revoke one of the caller's sessions.", delete(sessions::revoke), req = None, resp = None),
+        endpoint!(GET "/api/v1/tokens", own(Allowed::Unrestricted, false),
+            "The caller's API tokens.", get(tokens::list), req = None,
+            resp = schema::<Vec<mamori_auth::service::TokenListing>>()),
+        endpoint!(POST "/api/v1/tokens", own(Allowed::Unrestricted, true),
+            "Create an API token; the secret is shown once.", post(tokens::create),
+            req = schema::<tokens::CreateToken>(), resp = schema::<mamori_auth::service::NewToken>()),
+        endpoint!(DELETE "/api/v1/tokens/{id}", own(Allowed::Unrestricted, false),
+            "Revoke one of the caller's tokens.", delete(tokens::revoke), req = None, resp = None),
+        endpoint!(GET "/api/v1/device", needs(DeviceRead),
+            "Model, serial, firmware version, uptime and time.", get(device::device), req = None,
+            resp = schema::<device::DeviceInfo>()),
+        endpoint!(GET "/api/v1/status", needs(DeviceRead),
+            "Device, process separation, TLS and notices.", get(device::status), req = None, resp = None),
+        endpoint!(GET "/api/v1/users", needs(UsersManage), "All users.", get(users::list),
+            req = None, resp = schema::<Vec<mamori_auth::service::UserListing>>()),
+        endpoint!(POST "/api/v1/users", needs_reauth(UsersManage), "Create a user.",
+            post(users::create), req = schema::<users::CreateUser>(), resp = schema::<users::CreatedUser>()),
+        endpoint!(PATCH "/api/v1/users/{username}", needs_reauth(UsersManage),
+            "Change a user's role or enabled state.", patch(users::update),
+            req = schema::<users::UpdateUser>(), resp = None),
+        endpoint!(DELETE "/api/v1/users/{username}", needs_reauth(UsersManage), "Delete a user.",
+            delete(users::delete), req = None, resp = None),
+        endpoint!(POST "/api/v1/users/{username}/reset", needs_reauth(UsersManage),
+            "Reset a user's credential to a one-time password.", post(users::reset),
+            req = schema::<users::ResetRequest>(), resp = schema::<users::OneTimePassword>()),
+        endpoint!(GET "/api/v1/settings/auth", needs(SecurityManage), "The authentication policy.",
+            get(settings::get_auth), req = None,
+            resp = schema::<mamori_auth::settings::AuthSettings>()),
+        endpoint!(PUT "/api/v1/settings/auth", needs_reauth(SecurityManage),
+            "Replace the authentication policy.", put(settings::put_auth),
+            req = schema::<mamori_auth::settings::AuthSettings>(), resp = None),
+        endpoint!(GET "/api/v1/settings/access", needs(SecurityManage),
+            "The management source allowlist.", get(settings::get_access), req = None,
+            resp = schema::<mamori_auth::settings::AccessPolicy>()),
+        endpoint!(PUT "/api/v1/settings/access", needs_reauth(SecurityManage),
+            "Replace the management source allowlist.", put(settings::put_access),
+            req = schema::<settings::PutAccess>(), resp = None),
+        endpoint!(GET "/api/v1/audit/events", needs(AuditRead),
+            "The newest audit events (`?limit=1..1000`).", get(audit::events), req = None, resp = None),
+        endpoint!(GET "/api/v1/openapi.json", needs(DeviceRead), "This document.",
+            get(crate::openapi::serve), req = None, resp = None),
+        endpoint!(POST "/api/v1/console/recover", Access::Console,
+            "Console only: reset an account to a one-time password.", post(console::recover),
+            req = schema::<console::RecoverRequest>(), resp = schema::<users::OneTimePassword>()),
+    ]
+}
+
+/// Builds the router: each endpoint behind the guard for its own access rule.
+pub fn router(state: AppState) -> Router {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for e in endpoints() {
+        let guarded = (e.route)().layer(axum::middleware::from_fn_with_state(
+            (state.clone(), e.access),
+            guard::guard,
+        ));
+        let merged = match by_path.remove(e.path) {
+            Some(existing) => existing.merge(guarded),
+            None => guarded,
+        };
+        by_path.insert(e.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, method_router) in by_path {
+        router = router.route(
+            path,
+            method_router.fallback(|| async { ApiError::MethodNotAllowed }),
+        );
+    }
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(headers::add))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// S3.1-24: the only unauthenticated endpoints are login and the liveness probe (and the
+    /// console-only recovery, which the network cannot reach).
+    #[test]
+    fn only_login_and_liveness_are_public() {
+        let public: Vec<_> = endpoints()
+            .into_iter()
+            .filter(|e| e.access == Access::Public)
+            .map(|e| (e.method, e.path))
+            .collect();
+        assert_eq!(
+            public,
+            [
+                (Method::GET, "/healthz"),
+                (Method::POST, "/api/v1/auth/login")
+            ]
+        );
+    }
+
+    /// Every endpoint that changes users or security settings needs re-authentication.
+    #[test]
+    fn user_and_security_changes_need_reauth() {
+        for e in endpoints() {
+            if let Access::Authenticated(r) = e.access {
+                let changes = e.method != Method::GET;
+                if changes
+                    && matches!(
+                        r.permission,
+                        Permission::UsersManage | Permission::SecurityManage
+                    )
+                {
+                    assert!(r.reauth, "{} {} lacks re-auth", e.method, e.path);
+                }
+            }
+        }
+    }
+
+    /// Method and path pairs are unique.
+    #[test]
+    fn endpoints_are_declared_once() {
+        let mut seen = std::collections::HashSet::new();
+        for e in endpoints() {
+            assert!(
+                seen.insert((e.method.clone(), e.path)),
+                "{} {} twice",
+                e.method,
+                e.path
+            );
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mamori_audit::FileSink;
+use mamori_auth::{AuthError, AuthService};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+
+/// The device's identity, as shown to authenticated users.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DeviceIdentity {
+    /// Model.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Firmware (software) version.
+    pub firmware_version: String,
+}
+
+/// A function that reports the process and sandbox status for `GET /api/v1/status`.
+pub type StatusProvider = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Shared state of the management service.
+#[derive(Clone)]
+pub struct AppState {
+    /// The authentication service.
+    pub auth: Arc<AuthService>,
+    /// The audit sink.
+    pub audit: Arc<FileSink>,
+    /// Device identity.
+    pub device: Arc<DeviceIdentity>,
+    /// Process and sandbox status.
+    pub status: StatusProvider,
+    /// TLS suites offered, for the status page.
+    pub tls_suites: Arc<Vec<String>>,
+    /// Bounds concurrent password hashing so a login flood cannot starve the device.
+    hashing: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a request waits for a free password-hashing slot before answering "busy".
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+impl AppState {
+    /// Builds the state. `hashing_slots` bounds concurrent password hashes (one per core is
+    /// right: each hash keeps a core busy for ~80 ms).
+    pub fn new(
+        auth: Arc<AuthService>,
+        audit: Arc<FileSink>,
+        device: DeviceIdentity,
+        status: StatusProvider,
+        tls_suites: Vec<String>,
+        hashing_slots: usize,
+    ) -> Self {
+        Self {
+            auth,
+            audit,
+            device: Arc::new(device),
+            status,
+            tls_suites: Arc::new(tls_suites),
+            hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
+        }
+    }
+
+    /// Records an audit event.
+    pub fn audit_record(&self, event: mamori_audit::Event) {
+        use mamori_audit::Sink;
+        self.audit.record(event);
+    }
+
+    /// Runs a service call that does store I/O on the blocking pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AuthService) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let auth = self.auth.clone();
+        tokio::task::spawn_blocking(move || f(&auth))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a service call that hashes a password: on the blocking pool, at most
+    /// `hashing_slots` at a time. The event loop never waits on it.
+    pub async fn run_hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AuthService) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(HASHING_WAIT, self.hashing.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|_| ApiError::Busy)?;
+        let out = self.run(f).await;
+        drop(permit);
+        out
+    }
+}
