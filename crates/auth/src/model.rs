@@ -52,6 +52,9 @@ impl fmt::Display for Username {
     }
 }
 
+/// Name of the one account that exists at first start.
+pub const INITIAL_ADMIN: &str = "admin";
+
 /// A role. Viewer < operator < admin form a ladder; auditor stands apart and reads logs only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +163,34 @@ pub struct User {
 }
 
 impl User {
+    /// A new account whose password was set by someone else, so it must be changed at first
+    /// login.
+    pub fn new(username: Username, role: Role, password_hash: String, now: u64) -> Self {
+        Self {
+            username,
+            role,
+            password_hash,
+            must_change_password: true,
+            disabled: false,
+            created_at: now,
+            password_changed_at: now,
+            totp: None,
+            failed_logins: 0,
+            lock_count: 0,
+            locked_until: None,
+        }
+    }
+
+    /// The initial administrator, created at provisioning with the label password.
+    pub fn initial_admin(label_password_hash: String, now: u64) -> Self {
+        Self::new(
+            Username(INITIAL_ADMIN.to_string()),
+            Role::Admin,
+            label_password_hash,
+            now,
+        )
+    }
+
     /// True if a confirmed second factor is enrolled.
     pub fn mfa_enabled(&self) -> bool {
         self.totp.as_ref().is_some_and(|t| t.confirmed)

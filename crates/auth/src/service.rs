@@ -417,28 +417,12 @@ impl AuthService {
     /// Returns whether it was created.
     pub fn create_initial_admin(&self, label_password_hash: &str) -> Result<bool, AuthError> {
         let now = self.now();
-        let admin = Username::parse("admin").map_err(|e| AuthError::Internal(e.into()))?;
         self.store.write(|tx| {
             if !tx.list::<User>(Table::Users)?.is_empty() {
                 return Ok(false);
             }
-            tx.put(
-                Table::Users,
-                admin.as_str(),
-                &User {
-                    username: admin.clone(),
-                    role: Role::Admin,
-                    password_hash: label_password_hash.to_string(),
-                    must_change_password: true,
-                    disabled: false,
-                    created_at: now,
-                    password_changed_at: now,
-                    totp: None,
-                    failed_logins: 0,
-                    lock_count: 0,
-                    locked_until: None,
-                },
-            )?;
+            let admin = User::initial_admin(label_password_hash.to_string(), now);
+            tx.put(Table::Users, admin.username.as_str(), &admin)?;
             Ok::<_, AuthError>(true)
         })
     }
@@ -1083,19 +1067,7 @@ impl AuthService {
             tx.put(
                 Table::Users,
                 username.as_str(),
-                &User {
-                    username: username.clone(),
-                    role,
-                    password_hash: hash,
-                    must_change_password: true,
-                    disabled: false,
-                    created_at: now,
-                    password_changed_at: now,
-                    totp: None,
-                    failed_logins: 0,
-                    lock_count: 0,
-                    locked_until: None,
-                },
+                &User::new(username.clone(), role, hash, now),
             )?;
             Ok(())
         })?;

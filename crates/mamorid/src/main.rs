@@ -1,0 +1,57 @@
+//! `mamorid`, the device daemon.
+//!
+//! Started as root, it becomes the privileged parent (no outside sockets, holds the
+//! key-encryption key) and re-executes itself as the unprivileged management process with
+//! `--child`. Started without root (on a laptop), it runs as one process, and says so in its
+//! log and in `GET /api/v1/status`.
+
+mod args;
+mod management;
+mod provision;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mamori_privsep::client::Parent;
+use mamori_privsep::parent::{ParentConfig, run_parent};
+
+use crate::args::Args;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let result = if args.child {
+        Parent::from_stdin()
+            .map_err(anyhow::Error::from)
+            .and_then(|parent| management::run(&args, parent))
+    } else if nix::unistd::geteuid().is_root() {
+        let mut child_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        child_args.push("--child".into());
+        let mut cfg = ParentConfig::new(&args.state_dir, child_args);
+        cfg.child_user.clone_from(&args.user);
+        run_parent(cfg)
+            .map(|exit| {
+                tracing::info!(signal = ?exit.signal, restarts = exit.child_restarts, "stopped");
+            })
+            .map_err(anyhow::Error::from)
+    } else {
+        tracing::warn!(
+            "not started as root: running as a single process WITHOUT privilege separation \
+             (development mode; a device starts mamorid as root)"
+        );
+        management::run(&args, Parent::in_process(&args.state_dir))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The management process: everything that faces the network, confined.
+//!
+//! Order of start-up (each step needs what the previous one left):
+//! 1. gather what needs the wider file system: the provisioning file, the host name and the
+//!    MAC addresses;
+//! 2. bind the HTTPS listener and the console socket (possibly on privileged ports, as root);
+//! 3. get the data key from the privileged parent (the key-encryption key never comes here);
+//! 4. confine: become the management user, drop every capability, no_new_privs, landlock to
+//!    the state directory's store/audit/tls/run, seccomp allow-list;
+//! 5. open the store and the audit log, provision on first start, load the TLS identity;
+//! 6. start the runtime and serve until SIGTERM.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use mamori_audit::{Event, EventKind, FileSink, Outcome, Sink};
+use mamori_auth::{AuthService, DeviceFacts, SystemClock};
+use mamori_crypto::aead::Key;
+use mamori_crypto::tls::{self, TlsOptions};
+use mamori_http::state::{DeviceIdentity, StatusProvider};
+use mamori_http::{AppState, Limits};
+use mamori_privsep::client::Parent;
+use mamori_privsep::parent::child_writable_dirs;
+use mamori_privsep::sandbox::{SandboxConfig, confine};
+use mamori_store::Store;
+use serde_json::json;
+
+use crate::args::Args;
+use crate::provision;
+
+/// The console socket's path under the state directory.
+pub fn console_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join("run/console.sock")
+}
+
+fn host_facts() -> DeviceFacts {
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let macs = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path().join("address")).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|m| m.len() == 17 && m != "00:00:00:00:00:00")
+                .collect()
+        })
+        .unwrap_or_default();
+    DeviceFacts {
+        hostname,
+        macs,
+        ..DeviceFacts::default()
+    }
+}
+
+fn bind_console(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by an earlier run would make bind fail; it is ours to replace.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", path.display())),
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Runs the management process until SIGTERM or SIGINT.
+pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
+    let state_dir = args.state_dir.clone();
+    // 1. Everything read from outside the state directory, before landlock closes it.
+    let manufacturing = provision::manufacturing(
+        args.provision_file.as_deref(),
+        args.model.as_deref(),
+        args.serial.as_deref(),
+    )?;
+    let mut facts = host_facts();
+    // 2. Listeners.
+    let tcp = TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    tcp.set_nonblocking(true)?;
+    let console = bind_console(&console_socket(&state_dir))?;
+    if !parent.is_separated() {
+        for d in child_writable_dirs(&state_dir) {
+            mamori_durable::create_dir(&d, 0o700)
+                .with_context(|| format!("creating {}", d.display()))?;
+        }
+    }
+    // 3. The data key.
+    let dek = parent
+        .data_key()
+        .context("getting the data key from the parent")?;
+    // 4. Confinement (only with a privileged parent: a laptop run has nothing to drop).
+    let sandbox = if parent.is_separated() {
+        let report = confine(&SandboxConfig {
+            user: args.user.clone(),
+            writable_dirs: child_writable_dirs(&state_dir),
+            readable_paths: Vec::new(),
+        })
+        .context("confining the management process")?;
+        tracing::info!(?report, "management process confined");
+        Some(report)
+    } else {
+        None
+    };
+    // 5. Store, audit, provisioning, TLS.
+    let audit_key = Key::from_bytes(dek.dangerous_raw_bytes())?;
+    let store = Arc::new(
+        Store::open(&state_dir.join("store/mamori.redb"), dek).context("opening the store")?,
+    );
+    let audit = Arc::new(FileSink::open(
+        &state_dir.join("audit/interim.log"),
+        audit_key,
+    )?);
+    let (identity, label) = provision::provision(&store, &manufacturing, &facts)?;
+    facts.model.clone_from(&identity.model);
+    facts.serial.clone_from(&identity.serial);
+    if let Some(label) = label {
+        audit.record(
+            Event::new(EventKind::DeviceProvisioned, Outcome::Success)
+                .details(json!({"model": identity.model, "serial": identity.serial})),
+        );
+        // The device's label: printed once, on the console only, and kept only as a hash.
+        println!("initial admin password: {label}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
+    let tls_record = provision::tls(
+        &store,
+        &identity,
+        args.listen,
+        &state_dir.join("tls/device-cert.pem"),
+    )?;
+    let (chain, key) = mamori_crypto::cert::rustls_parts(&tls_record.cert_der, &tls_record.key_der);
+    let tls_config = Arc::new(tls::server_config(chain, key, TlsOptions::default())?);
+
+    let auth = Arc::new(AuthService::new(
+        store,
+        audit.clone(),
+        Arc::new(SystemClock),
+        facts,
+    )?);
+    let parent = Arc::new(parent);
+    let status: StatusProvider = {
+        let parent = parent.clone();
+        let listen = args.listen;
+        Arc::new(move || {
+            json!({
+                "privilege_separation": parent.is_separated(),
+                "mode": if parent.is_separated() { "separated" } else { "single_process" },
+                "parent": parent.status().ok(),
+                "management": {
+                    "pid": std::process::id(),
+                    "uid": nix::unistd::geteuid().as_raw(),
+                    "sandbox": sandbox,
+                },
+                "listeners": [
+                    {"kind": "https", "address": listen.to_string()},
+                    {"kind": "console", "address": "unix:run/console.sock"},
+                ],
+            })
+        })
+    };
+    let state = AppState::new(
+        auth.clone(),
+        audit.clone(),
+        DeviceIdentity {
+            model: identity.model.clone(),
+            serial: identity.serial.clone(),
+            firmware_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        status,
+        tls::offered_suites(TlsOptions::default()),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    // 6. Serve.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mamori-mgmt")
+        .build()?;
+    runtime.block_on(async move {
+        let limits = Limits::default();
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        let console = tokio::net::UnixListener::from_std(console)?;
+        tokio::spawn(mamori_http::serve_https(tcp, tls_config, state.clone(), limits));
+        tokio::spawn(mamori_http::serve_console(console, state.clone(), limits));
+        let sweeper = auth.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                let s = sweeper.clone();
+                let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
+            }
+        });
+        audit.record(
+            Event::new(EventKind::ServiceStarted, Outcome::Success).details(json!({
+                "listeners": [{"kind": "https", "address": args.listen.to_string()}, {"kind": "console"}],
+                "privilege_separation": parent.is_separated(),
+            })),
+        );
+        tracing::info!(listen = %args.listen, separated = parent.is_separated(), "management service ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        audit.record(Event::new(EventKind::ServiceStopped, Outcome::Success));
+        tracing::info!("management service stopping");
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
+}

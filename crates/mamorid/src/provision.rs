@@ -1,0 +1,217 @@
+//! First-start provisioning: the device's identity, its TLS key and certificate, and the
+//! initial administrator with a per-device random label password.
+//!
+//! The label password is generated from the OS CSPRNG (never derived from the serial, a MAC,
+//! the model or the host name), checked against the password policy, printed once on the
+//! console and kept only as a hash. Identity and administrator are written in one transaction,
+//! so a power cut leaves either an unprovisioned device or a fully provisioned one.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use mamori_auth::DeviceFacts;
+use mamori_auth::model::{User, Username};
+use mamori_crypto::cert::{self, IdentityRequest};
+use mamori_crypto::{password, random};
+use mamori_store::{Store, Table};
+use serde::{Deserialize, Serialize};
+
+const DEVICE_KEY: &str = "device";
+const TLS_KEY: &str = "tls";
+/// Validity of the device's self-signed certificate.
+const CERT_DAYS: u32 = 825;
+/// Renew the certificate at start when it has less than this left.
+const RENEW_BEFORE_SECONDS: u64 = 30 * 86_400;
+const DEFAULT_MODEL: &str = "mamori-gw";
+
+/// What manufacturing says about the device (provisioning file or flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manufacturing {
+    /// Model name.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+}
+
+/// The device's identity as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    /// Model name.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Unix seconds.
+    pub provisioned_at: u64,
+    /// Hash of the label password (kept for the factory reset, which restores it).
+    pub label_password_hash: String,
+}
+
+/// The device's TLS key and certificate, as stored (sealed, like every value).
+#[derive(Serialize, Deserialize)]
+pub struct TlsRecord {
+    /// Certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
+fn valid_model(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ._-".contains(c))
+}
+
+fn valid_serial(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Reads the manufacturing facts from a provisioning file or flags. Without either, a lab
+/// device gets the default model and a random serial.
+pub fn manufacturing(
+    file: Option<&Path>,
+    model: Option<&str>,
+    serial: Option<&str>,
+) -> anyhow::Result<Manufacturing> {
+    let m = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading provisioning file {}", path.display()))?;
+            toml::from_str::<Manufacturing>(&text)
+                .with_context(|| format!("provisioning file {}", path.display()))?
+        }
+        None => Manufacturing {
+            model: model.unwrap_or(DEFAULT_MODEL).to_string(),
+            serial: match serial {
+                Some(s) => s.to_string(),
+                None => format!(
+                    "LAB-{}",
+                    random::string(b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", 10)?
+                ),
+            },
+        },
+    };
+    if !valid_model(&m.model) {
+        bail!("model must be 1-64 characters: letters, digits, space, '.', '_' or '-'");
+    }
+    if !valid_serial(&m.serial) {
+        bail!("serial must be 1-64 characters: letters, digits, '.', '_' or '-'");
+    }
+    Ok(m)
+}
+
+/// The stored identity, if the device is provisioned.
+pub fn identity(store: &Store) -> anyhow::Result<Option<Identity>> {
+    Ok(store.get(Table::Identity, DEVICE_KEY)?)
+}
+
+/// Provisions the device if it is not yet: identity and initial administrator in one
+/// transaction. Returns the identity and, on first start only, the label password to print.
+pub fn provision(
+    store: &Store,
+    m: &Manufacturing,
+    facts: &DeviceFacts,
+) -> anyhow::Result<(Identity, Option<String>)> {
+    if let Some(id) = identity(store)? {
+        if id.model != m.model || id.serial != m.serial {
+            tracing::debug!(
+                "manufacturing identity is fixed at first start; later flags are ignored"
+            );
+        }
+        return Ok((id, None));
+    }
+    let facts = DeviceFacts {
+        model: m.model.clone(),
+        serial: m.serial.clone(),
+        ..facts.clone()
+    };
+    let label = mamori_auth::service::generate_password(&facts, mamori_auth::model::INITIAL_ADMIN)?;
+    let hash = password::hash(&label)?;
+    let now = unix_now();
+    let id = Identity {
+        model: m.model.clone(),
+        serial: m.serial.clone(),
+        provisioned_at: now,
+        label_password_hash: hash.clone(),
+    };
+    let admin = User::initial_admin(hash, now);
+    let created = store.write(|tx| {
+        if tx.get::<Identity>(Table::Identity, DEVICE_KEY)?.is_some() {
+            return Ok::<_, mamori_store::StoreError>(false);
+        }
+        tx.put(Table::Identity, DEVICE_KEY, &id)?;
+        // Manufacturing state: no account but the initial administrator (S3.1-01 R4).
+        for (name, _) in tx.list::<serde_json::Value>(Table::Users)? {
+            tx.delete(Table::Users, &name)?;
+        }
+        tx.put(Table::Users, admin.username.as_str(), &admin)?;
+        Ok(true)
+    })?;
+    if !created {
+        return Ok((identity(store)?.context("identity vanished")?, None));
+    }
+    debug_assert!(Username::parse(mamori_auth::model::INITIAL_ADMIN).is_ok());
+    Ok((id, Some(label)))
+}
+
+/// The device's TLS identity: loaded from the store, or generated (first start, or when the
+/// certificate is about to expire). The certificate is also written to `cert_path` for clients
+/// to pin.
+pub fn tls(
+    store: &Store,
+    id: &Identity,
+    listen: SocketAddr,
+    cert_path: &Path,
+) -> anyhow::Result<TlsRecord> {
+    let now = unix_now();
+    let record = match store.get::<TlsRecord>(Table::Identity, TLS_KEY)? {
+        Some(r) if r.not_after > now + RENEW_BEFORE_SECONDS => r,
+        existing => {
+            if existing.is_some() {
+                tracing::info!(
+                    "device certificate expires within 30 days; generating a new key and certificate"
+                );
+            }
+            let mut ips: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+            if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
+                ips.push(listen.ip());
+            }
+            let generated = cert::generate(&IdentityRequest {
+                common_name: format!("{} {}", id.model, id.serial),
+                organization: "mamori device".into(),
+                dns_names: vec!["localhost".into()],
+                ip_addresses: ips,
+                validity_days: CERT_DAYS,
+            })?;
+            let r = TlsRecord {
+                cert_der: generated.cert_der.clone(),
+                cert_pem: generated.cert_pem.clone(),
+                key_der: generated.key_pkcs8_der.to_vec(),
+                not_after: now + u64::from(CERT_DAYS) * 86_400,
+            };
+            store.write(|tx| tx.put(Table::Identity, TLS_KEY, &r))?;
+            r
+        }
+    };
+    if std::fs::read_to_string(cert_path).ok().as_deref() != Some(record.cert_pem.as_str()) {
+        mamori_durable::write(cert_path, record.cert_pem.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+    }
+    Ok(record)
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
