@@ -1,0 +1,6 @@
+//! Functional end-to-end tests: the real daemon over real TLS.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod smoke;

@@ -1,0 +1,37 @@
+//! The device starts, provisions itself and serves its API.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::*;
+
+/// S3.1-02 R2-1, S3.1-14: the label password opens only a password change; after it the
+/// device shows its model and serial.
+#[test]
+fn first_start_label_password_forces_a_change_then_device_info_is_visible() {
+    let d = Device::start_with(&["--model", "MG-100", "--serial", "SN-TEST-0001"]);
+    let c = d.client();
+    let label = d.label_password.clone().unwrap();
+    assert!(label.len() >= 12);
+    assert_eq!(c.login("admin", &label).status, StatusCode::OK);
+    let r = c.get("/api/v1/device");
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "password_change_required")
+    );
+    let r = c.post(
+        "/api/v1/auth/password",
+        &json!({"current": label, "new": ADMIN_PASSWORD}),
+    );
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = c.get("/api/v1/device");
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["model"], "MG-100");
+    assert_eq!(r.body["serial"], "SN-TEST-0001");
+    assert!(r.body["uptime_seconds"].as_u64().is_some());
+    // The label password works once: it no longer logs in.
+    assert_eq!(
+        d.client().login("admin", &label).status,
+        StatusCode::UNAUTHORIZED
+    );
+}
