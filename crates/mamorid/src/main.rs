@@ -17,6 +17,27 @@ use mamori_privsep::parent::{ParentConfig, run_parent};
 
 use crate::args::Args;
 
+/// The management process runs as another user and must be able to walk to the state
+/// directory. Say so clearly at start, instead of failing later with "permission denied".
+fn check_reachable(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(state_dir)?;
+    for dir in absolute.ancestors().skip(1) {
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            anyhow::bail!(
+                "the state directory {} is not reachable by the management user: {} is not \
+                 searchable by others (mode {:o}); use a state directory such as /var/lib/mamori",
+                state_dir.display(),
+                dir.display(),
+                meta.permissions().mode() & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -35,11 +56,11 @@ fn main() -> ExitCode {
         child_args.push("--child".into());
         let mut cfg = ParentConfig::new(&args.state_dir, child_args);
         cfg.child_user.clone_from(&args.user);
-        run_parent(cfg)
+        check_reachable(&args.state_dir)
+            .and_then(|()| run_parent(cfg).map_err(anyhow::Error::from))
             .map(|exit| {
                 tracing::info!(signal = ?exit.signal, restarts = exit.child_restarts, "stopped");
             })
-            .map_err(anyhow::Error::from)
     } else {
         tracing::warn!(
             "not started as root: running as a single process WITHOUT privilege separation \
