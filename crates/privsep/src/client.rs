@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mamori_crypto::aead::Key;
+use nix::sys::signal::SigSet;
 use nix::sys::stat::{SFlag, fstat};
 use serde::Serialize;
 
 use crate::op::{Reply, Request};
-use crate::parent::{Dispatcher, ensure_kek};
+use crate::parent::{Dispatcher, PARENT_SIGNALS, ensure_kek};
 use crate::{PrivsepError, Result, wire};
 
 /// The privileged side, as the management process sees it.
@@ -46,8 +47,20 @@ impl Parent {
     ///
     /// Fails with [`PrivsepError::NotASocket`] if standard input is not a socket (the process
     /// was started by hand, not by the parent). Standard input is then pointed at `/dev/null`,
-    /// so that nothing reading stdin by accident can consume the protocol.
+    /// so that nothing reading stdin by accident can consume the protocol. Call it first thing
+    /// in the child: it also unblocks the signals the parent had blocked for itself (the mask
+    /// survives `execve`), so that the parent's SIGTERM stops this process.
     pub fn from_stdin() -> Result<Self> {
+        let mut inherited = SigSet::empty();
+        for signal in PARENT_SIGNALS {
+            inherited.add(signal);
+        }
+        inherited
+            .thread_unblock()
+            .map_err(|source| PrivsepError::Sys {
+                what: "unblocking signals",
+                source,
+            })?;
         let fd = std::io::stdin()
             .as_fd()
             .try_clone_to_owned()

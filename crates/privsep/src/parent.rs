@@ -60,6 +60,9 @@ const STABLE_UPTIME: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Once a frame has started to arrive, the rest must follow within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// The signals the parent blocks to read them from a signalfd. The signal mask survives
+/// `execve`, so the child unblocks them again ([`crate::client::Parent::from_stdin`]).
+pub(crate) const PARENT_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD];
 /// Environment variables the child inherits; everything else is dropped.
 const CHILD_ENV_KEEP: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "TZ"];
 const CHILD_ENV_KEEP_PREFIX: &str = "MAMORI_";
@@ -623,9 +626,9 @@ struct Signals {
 impl Signals {
     fn block() -> Result<Self> {
         let mut set = SigSet::empty();
-        set.add(Signal::SIGTERM);
-        set.add(Signal::SIGINT);
-        set.add(Signal::SIGCHLD);
+        for signal in PARENT_SIGNALS {
+            set.add(signal);
+        }
         let previous = set
             .thread_swap_mask(SigmaskHow::SIG_BLOCK)
             .map_err(|source| PrivsepError::Sys {

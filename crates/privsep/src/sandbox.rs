@@ -28,7 +28,7 @@ use landlock::{
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, User, getppid, getresgid, getresuid, setgid, setgroups, setuid};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{PrivsepError, Result, seccomp};
 
@@ -49,7 +49,7 @@ pub struct SandboxConfig {
 }
 
 /// What [`confine`] achieved, for the status page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxReport {
     /// The user id the process now runs as.
     pub uid: u32,
