@@ -54,6 +54,11 @@ pub struct GlobalOpts {
     #[arg(long, env = "MAMORI_TOTP", global = true, value_name = "CODE")]
     pub totp: Option<String>,
 
+    /// A second, later TOTP code for commands that re-authenticate (a code is accepted only
+    /// once, and login uses --totp).
+    #[arg(long, env = "MAMORI_REAUTH_TOTP", global = true, value_name = "CODE")]
+    pub reauth_totp: Option<String>,
+
     /// Print exactly the JSON the API returned (`{}` for an empty answer).
     #[arg(long, global = true)]
     pub json: bool,

@@ -66,7 +66,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 
     let user = cli.global.user.clone();
-    let mut session = Session::new(transport, Secrets::from_env(&user), cli.global.totp.clone());
+    let mut session = Session::new(
+        transport,
+        Secrets::from_env(&user),
+        cli.global.totp.clone(),
+        cli.global.reauth_totp.clone(),
+    );
     let login = match std::env::var("MAMORI_TOKEN").ok().filter(|t| !t.is_empty()) {
         Some(token) => {
             session.use_token(Zeroizing::new(token));

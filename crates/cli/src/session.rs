@@ -115,6 +115,15 @@ impl Secrets {
         Ok(Zeroizing::new(trimmed.to_owned()))
     }
 
+    /// On a terminal, asks for a fresh TOTP code; elsewhere there is nobody to ask.
+    pub fn prompt_code(&mut self, prompt: &str) -> Result<Option<String>, CliError> {
+        if !self.interactive {
+            return Ok(None);
+        }
+        let code = self.read_line(prompt, "TOTP code", "MAMORI_REAUTH_TOTP")?;
+        Ok(Some(code.trim().to_owned()))
+    }
+
     /// The caller's own (current) password.
     pub fn own_password(&mut self) -> Result<Secret, CliError> {
         if let Some(p) = &self.own {
@@ -184,17 +193,26 @@ pub struct Session {
     auth: Auth,
     secrets: Secrets,
     totp: Option<String>,
+    reauth_totp: Option<String>,
     reauthenticated: bool,
 }
 
 impl Session {
     /// A session that is not logged in yet.
-    pub fn new(transport: Transport, secrets: Secrets, totp: Option<String>) -> Self {
+    /// `totp` is sent with login (and, failing anything better, with reauth); `reauth_totp` is
+    /// a later code for reauth.
+    pub fn new(
+        transport: Transport,
+        secrets: Secrets,
+        totp: Option<String>,
+        reauth_totp: Option<String>,
+    ) -> Self {
         Session {
             transport,
             auth: Auth::None,
             secrets,
             totp: totp.filter(|t| !t.is_empty()),
+            reauth_totp: reauth_totp.filter(|t| !t.is_empty()),
             reauthenticated: false,
         }
     }
@@ -318,9 +336,25 @@ impl Session {
             return Ok(());
         }
         let password = self.secrets.own_password()?;
+        // The server accepts each TOTP code once, and login has just used --totp: prefer a
+        // later code given for the purpose, or ask for one on a terminal.
+        let mut reused = false;
+        let code = match (&self.reauth_totp, &self.totp) {
+            (Some(code), _) => Some(code.clone()),
+            (None, Some(login_code)) => match self.secrets.prompt_code(
+                "TOTP code for re-authentication (wait for the next one; codes work once)",
+            )? {
+                Some(code) => Some(code),
+                None => {
+                    reused = true;
+                    Some(login_code.clone())
+                }
+            },
+            (None, None) => None,
+        };
         let mut body = json!({ "password": password.as_str() });
-        if let Some(totp) = &self.totp {
-            body["totp"] = json!(totp);
+        if let Some(code) = code {
+            body["totp"] = json!(code);
         }
         let resp = self
             .call(Method::POST, "/api/v1/auth/reauth", Some(&body))
@@ -331,6 +365,12 @@ impl Session {
         resp.map_err(|e| match e {
             CliError::Api(mut api) => {
                 api.message = format!("re-authentication failed: {}", api.message);
+                if reused && api.is("mfa_required") {
+                    api.message.push_str(
+                        "; a TOTP code is accepted only once and login already used --totp: \
+                         give the next code as --reauth-totp CODE (or MAMORI_REAUTH_TOTP)",
+                    );
+                }
                 CliError::Api(api)
             }
             other => other,

@@ -292,6 +292,39 @@ async fn users_add_with_password_from_the_second_stdin_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauth_with_mfa_needs_a_second_code() {
+    let c = console().await;
+    let base = [
+        "--console",
+        &c.socket,
+        "--user",
+        "mfa",
+        "--totp",
+        "111111",
+        "users",
+        "delete",
+        "bob",
+    ];
+    let out = mamori(&base, &[("MAMORI_PASSWORD", PASSWORD)], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--reauth-totp"), "{}", stderr(&out));
+    let mut args = base.to_vec();
+    args.extend(["--reauth-totp", "222222"]);
+    let out = mamori(&args, &[("MAMORI_PASSWORD", PASSWORD)], "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = mamori(
+        &base,
+        &[
+            ("MAMORI_PASSWORD", PASSWORD),
+            ("MAMORI_REAUTH_TOTP", "333333"),
+        ],
+        "",
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_answer_prints_empty_object_in_json_mode() {
     let c = console().await;
     let out = mamori(

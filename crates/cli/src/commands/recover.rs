@@ -14,7 +14,7 @@ pub async fn run(transport: Transport, username: &str, out: Output) -> Result<()
     seg(username)?;
     // No password is needed or read.
     let secrets = Secrets::from_env(username);
-    let mut session = Session::new(transport, secrets, None);
+    let mut session = Session::new(transport, secrets, None, None);
     let body = json!({ "username": username });
     let resp = session
         .call(Method::POST, "/api/v1/console/recover", Some(&body))

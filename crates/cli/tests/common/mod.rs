@@ -31,6 +31,8 @@ pub struct Inner {
     pub sessions: Vec<String>,
     pub reauthed: Vec<String>,
     pub bodies: Vec<Value>,
+    /// TOTP code used at login, per session (codes are single-use, as in mamori-auth).
+    pub login_totp: std::collections::HashMap<String, String>,
     counter: u32,
 }
 
@@ -180,6 +182,13 @@ async fn login(State(api): State<Api>, headers: HeaderMap, body: String) -> Resp
             .into_response();
     }
     let id = api.new_session();
+    if let Some(code) = body.get("totp").and_then(Value::as_str) {
+        api.0
+            .lock()
+            .unwrap()
+            .login_totp
+            .insert(id.clone(), code.to_owned());
+    }
     let answer = json!({
         "username": user,
         "role": "admin",
@@ -214,6 +223,17 @@ async fn reauth(State(api): State<Api>, headers: HeaderMap, body: String) -> Res
             "authentication_failed",
             "wrong password",
         );
+    }
+    let used = api.0.lock().unwrap().login_totp.get(&id).cloned();
+    if let Some(used) = used {
+        let code = body.get("totp").and_then(Value::as_str);
+        if code.is_none() || code == Some(used.as_str()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "second factor required",
+            );
+        }
     }
     api.0.lock().unwrap().reauthed.push(id);
     json_response(
@@ -371,6 +391,7 @@ pub fn run_mamori(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
         "MAMORI_CACERT",
         "MAMORI_USER",
         "MAMORI_TOTP",
+        "MAMORI_REAUTH_TOTP",
         "MAMORI_TOKEN",
         "MAMORI_PASSWORD",
         "MAMORI_NEW_PASSWORD",
