@@ -1,6 +1,6 @@
 //! The harness shared by every suite: a real `mamorid` on a free loopback port with its own
 //! state directory, and clients that trust exactly its certificate.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -140,10 +140,10 @@ impl Device {
             std::thread::sleep(Duration::from_millis(50));
         }
         // On first start the label line comes before the listener; catch it if it raced.
-        if self.label_password.is_none() {
-            if let Ok(pw) = rx.recv_timeout(Duration::from_millis(300)) {
-                self.label_password = Some(pw);
-            }
+        if self.label_password.is_none()
+            && let Ok(pw) = rx.recv_timeout(Duration::from_millis(300))
+        {
+            self.label_password = Some(pw);
         }
     }
 

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The endpoint exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The connection's source is no longer on the management allowlist.
+    #[error("this source address may not use the management service")]
+    SourceNotAllowed,
     /// Only over the local console.
     #[error("only available on the local console")]
     ConsoleOnly,
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::ConsoleOnly => (StatusCode::FORBIDDEN, "console_only"),
+            ApiError::SourceNotAllowed => (StatusCode::FORBIDDEN, "source_not_allowed"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Auth(e) => match e {

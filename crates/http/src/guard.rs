@@ -61,6 +61,12 @@ pub async fn guard(
         .get::<ConnInfo>()
         .copied()
         .ok_or(ApiError::Internal("connection info missing".into()))?;
+    // The allowlist is checked at accept; this catches connections opened before a change.
+    if let Some(addr) = conn.origin.source
+        && !state.auth.access().allows(addr)
+    {
+        return Err(ApiError::SourceNotAllowed);
+    }
     match access {
         Access::Public => {}
         // Console endpoints do not exist as far as the network can tell.

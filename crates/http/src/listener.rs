@@ -21,7 +21,6 @@ use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tower::ServiceExt;
 
 use crate::extract::ConnInfo;
@@ -144,14 +143,8 @@ fn service(
 }
 
 /// Serves HTTPS on `listener` until the process ends.
-pub async fn serve_https(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    state: AppState,
-    limits: Limits,
-) {
+pub async fn serve_https(listener: TcpListener, state: AppState, limits: Limits) {
     let router = crate::router(state.clone());
-    let acceptor = TlsAcceptor::from(tls);
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_source = Arc::new(PerSource::default());
     let refusals = RefusalLog::default();
@@ -187,7 +180,8 @@ pub async fn serve_https(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // Per connection, so a changed TLS setting applies to the next connection.
+        let acceptor = TlsAcceptor::from(state.tls.config());
         let router = router.clone();
         tokio::spawn(async move {
             let _permits = (total_permit, slot);

@@ -16,7 +16,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::handlers::{audit, auth, console, device, mfa, sessions, settings, tokens, users};
+use crate::handlers::{audit, auth, console, device, mfa, sessions, settings, tls, tokens, users};
 use crate::state::AppState;
 use crate::{MAX_BODY_BYTES, guard, headers};
 
@@ -163,6 +163,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(PUT "/api/v1/settings/access", needs_reauth(SecurityManage),
             "Replace the management source allowlist.", put(settings::put_access),
             req = schema::<settings::PutAccess>(), resp = None),
+        endpoint!(GET "/api/v1/settings/tls", needs(SecurityManage),
+            "TLS options of the management listener and the suites offered.", get(tls::get),
+            req = None, resp = None),
+        endpoint!(PUT "/api/v1/settings/tls", needs_reauth(SecurityManage),
+            "Change the TLS options (within the crypto policy).", put(tls::put),
+            req = schema::<tls::TlsSettings>(), resp = None),
         endpoint!(GET "/api/v1/audit/events", needs(AuditRead),
             "The newest audit events (`?limit=1..1000`).", get(audit::events), req = None, resp = None),
         endpoint!(GET "/api/v1/openapi.json", needs(DeviceRead), "This document.",

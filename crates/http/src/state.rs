@@ -1,12 +1,16 @@
 //! What every handler can reach.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mamori_audit::FileSink;
 use mamori_auth::{AuthError, AuthService};
+use mamori_crypto::CryptoError;
+use mamori_crypto::tls::TlsOptions;
+use mamori_store::Store;
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::error::ApiError;
 
@@ -19,6 +23,56 @@ pub struct DeviceIdentity {
     pub serial: String,
     /// Firmware (software) version.
     pub firmware_version: String,
+}
+
+/// Builds a server configuration for given options (the key and certificate are captured).
+pub type TlsBuilder = Box<dyn Fn(TlsOptions) -> Result<ServerConfig, CryptoError> + Send + Sync>;
+
+/// The live TLS configuration of the HTTPS listener. Changing the options rebuilds it; new
+/// connections use the new one, open ones keep theirs.
+pub struct TlsControl {
+    current: RwLock<(TlsOptions, Arc<ServerConfig>)>,
+    build: TlsBuilder,
+}
+
+impl std::fmt::Debug for TlsControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsControl")
+            .field("options", &self.options())
+            .finish()
+    }
+}
+
+impl TlsControl {
+    /// Builds the first configuration.
+    pub fn new(options: TlsOptions, build: TlsBuilder) -> Result<Self, CryptoError> {
+        let config = Arc::new(build(options)?);
+        Ok(Self {
+            current: RwLock::new((options, config)),
+            build,
+        })
+    }
+
+    /// The configuration for the next connection.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .map_or_else(|p| p.into_inner().1.clone(), |c| c.1.clone())
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> TlsOptions {
+        self.current
+            .read()
+            .map_or_else(|p| p.into_inner().0, |c| c.0)
+    }
+
+    /// Rebuilds the configuration with new options.
+    pub fn set(&self, options: TlsOptions) -> Result<(), CryptoError> {
+        let config = Arc::new((self.build)(options)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (options, config);
+        Ok(())
+    }
 }
 
 /// A function that reports the process and sandbox status for `GET /api/v1/status`.
@@ -35,8 +89,10 @@ pub struct AppState {
     pub device: Arc<DeviceIdentity>,
     /// Process and sandbox status.
     pub status: StatusProvider,
-    /// TLS suites offered, for the status page.
-    pub tls_suites: Arc<Vec<String>>,
+    /// The live TLS configuration.
+    pub tls: Arc<TlsControl>,
+    /// The store, for settings that are not the authentication service's.
+    pub store: Arc<Store>,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -60,7 +116,8 @@ impl AppState {
         audit: Arc<FileSink>,
         device: DeviceIdentity,
         status: StatusProvider,
-        tls_suites: Vec<String>,
+        tls: Arc<TlsControl>,
+        store: Arc<Store>,
         hashing_slots: usize,
     ) -> Self {
         Self {
@@ -68,7 +125,8 @@ impl AppState {
             audit,
             device: Arc::new(device),
             status,
-            tls_suites: Arc::new(tls_suites),
+            tls,
+            store,
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
     }

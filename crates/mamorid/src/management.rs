@@ -21,7 +21,7 @@ use mamori_audit::{Event, EventKind, FileSink, Outcome, Sink};
 use mamori_auth::{AuthService, DeviceFacts, SystemClock};
 use mamori_crypto::aead::Key;
 use mamori_crypto::tls::{self, TlsOptions};
-use mamori_http::state::{DeviceIdentity, StatusProvider};
+use mamori_http::state::{DeviceIdentity, StatusProvider, TlsControl};
 use mamori_http::{AppState, Limits};
 use mamori_privsep::client::Parent;
 use mamori_privsep::parent::child_writable_dirs;
@@ -139,11 +139,23 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         args.listen,
         &state_dir.join("tls/device-cert.pem"),
     )?;
-    let (chain, key) = mamori_crypto::cert::rustls_parts(&tls_record.cert_der, &tls_record.key_der);
-    let tls_config = Arc::new(tls::server_config(chain, key, TlsOptions::default())?);
+    let tls_options: TlsOptions = store
+        .get(
+            mamori_store::Table::Settings,
+            mamori_http::handlers::tls::SETTINGS_KEY,
+        )?
+        .unwrap_or_default();
+    let tls_control = Arc::new(TlsControl::new(
+        tls_options,
+        Box::new(move |options| {
+            let (chain, key) =
+                mamori_crypto::cert::rustls_parts(&tls_record.cert_der, &tls_record.key_der);
+            tls::server_config(chain, key, options)
+        }),
+    )?);
 
     let auth = Arc::new(AuthService::new(
-        store,
+        store.clone(),
         audit.clone(),
         Arc::new(SystemClock),
         facts,
@@ -178,7 +190,8 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
             firmware_version: env!("CARGO_PKG_VERSION").to_string(),
         },
         status,
-        tls::offered_suites(TlsOptions::default()),
+        tls_control,
+        store,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     // 6. Serve.
@@ -190,7 +203,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let limits = Limits::default();
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         let console = tokio::net::UnixListener::from_std(console)?;
-        tokio::spawn(mamori_http::serve_https(tcp, tls_config, state.clone(), limits));
+        tokio::spawn(mamori_http::serve_https(tcp, state.clone(), limits));
         tokio::spawn(mamori_http::serve_console(console, state.clone(), limits));
         let sweeper = auth.clone();
         tokio::spawn(async move {

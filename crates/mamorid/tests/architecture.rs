@@ -1,4 +1,5 @@
 //! docs/architecture.md stays true to the code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // unwraps are assertions here
 
 use std::path::{Path, PathBuf};
 

@@ -64,7 +64,8 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "time": mamori_audit::now_rfc3339(),
         },
         "process": (state.status)(),
-        "tls": {"versions": ["TLSv1.3", "TLSv1.2"], "suites": *state.tls_suites},
+        "tls": {"versions": ["TLSv1.3", "TLSv1.2"],
+            "suites": mamori_crypto::tls::offered_suites(state.tls.options())},
         "notices": notices,
     }))
 }

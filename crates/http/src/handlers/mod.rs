@@ -7,6 +7,7 @@ pub mod device;
 pub mod mfa;
 pub mod sessions;
 pub mod settings;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 
