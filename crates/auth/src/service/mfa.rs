@@ -1,0 +1,159 @@
+//! The TOTP second factor and its recovery codes.
+
+use mamori_audit::{Event, EventKind, Outcome};
+use serde_json::json;
+
+use super::*;
+
+impl AuthService {
+    // ---------------------------------------------------------------- MFA
+
+    /// Starts TOTP enrolment for the caller. The factor is pending until verified.
+    pub fn totp_enroll(&self, p: &Principal) -> Result<TotpEnrollment, AuthError> {
+        p.session_hash()?;
+        let secret = random::bytes::<32>()?.to_vec();
+        self.store.write(|tx| {
+            let mut u: User = tx
+                .get(Table::Users, p.username.as_str())?
+                .ok_or(AuthError::Unauthenticated)?;
+            if u.mfa_enabled() {
+                return Err(AuthError::Conflict(
+                    "a second factor is already enrolled; disable it first".into(),
+                ));
+            }
+            u.totp = Some(Totp {
+                secret: secret.clone(),
+                confirmed: false,
+                last_step: 0,
+                recovery_codes: Vec::new(),
+            });
+            tx.put(Table::Users, p.username.as_str(), &u)?;
+            Ok(())
+        })?;
+        self.record(
+            Event::new(EventKind::MfaChanged, Outcome::Success)
+                .actor(p.username.as_str())
+                .source(p.origin.label())
+                .details(json!({"action": "totp_enrolment_started"})),
+        );
+        let b32 = BASE32_NOPAD.encode(&secret);
+        let label = format!("mamori:{}@{}", p.username, self.facts.serial);
+        Ok(TotpEnrollment {
+            otpauth_uri: format!(
+                "otpauth://totp/{}?secret={b32}&issuer=mamori&{}",
+                percent_encode(&label),
+                otp::otpauth_parameters()
+            ),
+            secret: b32,
+        })
+    }
+
+    /// Confirms a pending TOTP enrolment with a first code. Returns the recovery codes (shown
+    /// once) and, if the session was limited to enrolment, its new secret.
+    pub fn totp_verify(
+        &self,
+        p: &Principal,
+        code: &str,
+    ) -> Result<(Vec<String>, Option<String>), AuthError> {
+        p.session_hash()?;
+        let now = self.now();
+        let mut codes = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES {
+            let raw = random::string(UNAMBIGUOUS_ALPHABET, 16)?;
+            codes.push(format!(
+                "{}-{}-{}-{}",
+                &raw[0..4],
+                &raw[4..8],
+                &raw[8..12],
+                &raw[12..16]
+            ));
+        }
+        self.store.write(|tx| {
+            let mut u: User = tx
+                .get(Table::Users, p.username.as_str())?
+                .ok_or(AuthError::Unauthenticated)?;
+            let Some(t) = u.totp.as_mut().filter(|t| !t.confirmed) else {
+                return Err(AuthError::Conflict("no pending TOTP enrolment".into()));
+            };
+            let step = totp_match(&t.secret, code, now, 0).ok_or(AuthError::InvalidRequest(
+                "the code does not match; check the device clock and try the next code".into(),
+            ))?;
+            t.confirmed = true;
+            t.last_step = step;
+            t.recovery_codes = codes.iter().map(|c| recovery_code_hash(c)).collect();
+            tx.put(Table::Users, p.username.as_str(), &u)?;
+            Ok(())
+        })?;
+        self.record(
+            Event::new(EventKind::MfaChanged, Outcome::Success)
+                .actor(p.username.as_str())
+                .source(p.origin.label())
+                .details(json!({"action": "totp_enabled"})),
+        );
+        let new_secret = if p.restriction == Some(Restriction::MfaEnrollmentRequired) {
+            Some(self.rotate_session(p, |s| s.restriction = None)?)
+        } else {
+            None
+        };
+        Ok((codes, new_secret))
+    }
+
+    /// Removes the caller's second factor.
+    pub fn totp_disable(&self, p: &Principal) -> Result<(), AuthError> {
+        let settings = self.settings();
+        self.store.write(|tx| {
+            let mut u: User = tx
+                .get(Table::Users, p.username.as_str())?
+                .ok_or(AuthError::Unauthenticated)?;
+            if u.totp.is_none() {
+                return Err(AuthError::Conflict("no second factor is enrolled".into()));
+            }
+            if settings.mfa_required_roles.contains(&u.role) {
+                return Err(AuthError::Conflict(format!(
+                    "the {} role requires a second factor",
+                    u.role.as_str()
+                )));
+            }
+            u.totp = None;
+            tx.put(Table::Users, p.username.as_str(), &u)?;
+            Ok(())
+        })?;
+        self.record(
+            Event::new(EventKind::MfaChanged, Outcome::Success)
+                .actor(p.username.as_str())
+                .source(p.origin.label())
+                .details(json!({"action": "totp_disabled"})),
+        );
+        Ok(())
+    }
+}
+
+/// Finds the step whose code matches, within one step of now, and newer than `after`.
+pub(super) fn totp_match(secret: &[u8], code: &str, now: u64, after: u64) -> Option<u64> {
+    let current = otp::time_step(now);
+    [current.saturating_sub(1), current, current + 1]
+        .into_iter()
+        .filter(|s| *s > after)
+        .find(|s| digest::constant_time_eq(otp::totp_code(secret, *s).as_bytes(), code.as_bytes()))
+}
+
+/// Hash under which a recovery code is kept (separators and spaces ignored).
+pub(super) fn recovery_code_hash(code: &str) -> String {
+    let normalised: String = code
+        .chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .collect();
+    HEXLOWER.encode(&digest::sha256(normalised.as_bytes()))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

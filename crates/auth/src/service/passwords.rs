@@ -1,0 +1,86 @@
+//! Changing one's own password.
+
+use mamori_audit::{Event, EventKind, Outcome};
+use serde_json::json;
+
+use super::*;
+
+impl AuthService {
+    // ---------------------------------------------------------------- passwords
+
+    pub(super) fn check_policy(
+        &self,
+        username: &Username,
+        new_password: &str,
+    ) -> Result<(), AuthError> {
+        let policy = Policy {
+            min_length: self.settings().password_min_length,
+            ..Policy::default()
+        };
+        policy
+            .check(
+                new_password,
+                &policy_context(&self.facts, username.as_str()),
+            )
+            .map_err(AuthError::PasswordRejected)
+    }
+
+    /// Changes the caller's own password. Returns the new session secret: the session id
+    /// changes, and every other session of the user ends.
+    pub fn change_password(
+        &self,
+        p: &Principal,
+        current: &str,
+        new_password: &str,
+    ) -> Result<String, AuthError> {
+        let hash = p.session_hash()?;
+        self.verify_credentials(
+            p.username.as_str(),
+            current,
+            None,
+            &p.origin,
+            "password_change",
+        )
+        .or_else(|e| match e {
+            // The second factor was proven at login; the password is what is re-checked.
+            AuthError::MfaRequired => Ok(self.user(&p.username)?),
+            e => Err(e),
+        })?;
+        if current == new_password {
+            return Err(AuthError::InvalidRequest(
+                "the new password must differ from the current one".into(),
+            ));
+        }
+        self.check_policy(&p.username, new_password)?;
+        let new_hash = password::hash(new_password)?;
+        let now = self.now();
+        self.store.write(|tx| {
+            let mut u: User = tx
+                .get(Table::Users, p.username.as_str())?
+                .ok_or(AuthError::Unauthenticated)?;
+            u.password_hash = new_hash;
+            u.must_change_password = false;
+            u.password_changed_at = now;
+            tx.put(Table::Users, p.username.as_str(), &u)?;
+            Ok::<_, AuthError>(())
+        })?;
+        let ended = self
+            .volatile()
+            .sessions
+            .remove_user(&p.username, Some(&hash));
+        let settings = self.settings();
+        let user = self.user(&p.username)?;
+        let secret = self.rotate_session(p, |s| {
+            s.restriction = (settings.mfa_required_roles.contains(&user.role)
+                && !user.mfa_enabled())
+            .then_some(Restriction::MfaEnrollmentRequired);
+        })?;
+        self.record(
+            Event::new(EventKind::PasswordChanged, Outcome::Success)
+                .actor(p.username.as_str())
+                .source(p.origin.label())
+                .details(json!({"other_sessions_ended": ended})),
+        );
+        Ok(secret)
+    }
+}
