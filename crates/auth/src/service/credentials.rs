@@ -6,8 +6,6 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    // ---------------------------------------------------------------- credentials
-
     fn exempt_from_account_lock(&self, origin: &Origin) -> bool {
         match origin.source {
             None => origin.channel == Channel::Console,

@@ -6,8 +6,6 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    // ---------------------------------------------------------------- sessions
-
     /// Logs in and opens a session.
     pub fn login(
         &self,

@@ -6,8 +6,6 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    // ---------------------------------------------------------------- MFA
-
     /// Starts TOTP enrolment for the caller. The factor is pending until verified.
     pub fn totp_enroll(&self, p: &Principal) -> Result<TotpEnrollment, AuthError> {
         p.session_hash()?;

@@ -6,8 +6,6 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    // ---------------------------------------------------------------- passwords
-
     pub(super) fn check_policy(
         &self,
         username: &Username,

@@ -21,8 +21,6 @@ fn token_key(token: &str) -> String {
 }
 
 impl AuthService {
-    // ---------------------------------------------------------------- API tokens
-
     /// Creates an API token for the caller, with a role no higher than the caller's.
     pub fn create_token(
         &self,

@@ -6,8 +6,6 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    // ---------------------------------------------------------------- users
-
     pub(super) fn user(&self, name: &Username) -> Result<User, AuthError> {
         self.store
             .get(Table::Users, name.as_str())?
