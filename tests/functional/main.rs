@@ -4,3 +4,6 @@
 mod common;
 
 mod smoke;
+mod support;
+
+mod auth_flow;
