@@ -34,10 +34,9 @@ impl std::fmt::Debug for TlsIdentity {
 /// What goes into a device certificate.
 #[derive(Debug, Clone)]
 pub struct IdentityRequest {
-    /// Subject common name (the device's model and serial).
+    /// Subject common name. Seen by anyone before login, so it names nothing about the device
+    /// (S3.1-24).
     pub common_name: String,
-    /// Organisation name in the subject.
-    pub organization: String,
     /// DNS names the certificate is valid for.
     pub dns_names: Vec<String>,
     /// IP addresses the certificate is valid for.
@@ -56,7 +55,6 @@ pub fn generate(req: &IdentityRequest) -> Result<TlsIdentity, CryptoError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, req.common_name.as_str());
-    dn.push(DnType::OrganizationName, req.organization.as_str());
     params.distinguished_name = dn;
     for name in &req.dns_names {
         params

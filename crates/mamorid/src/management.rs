@@ -133,12 +133,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         use std::io::Write;
         std::io::stdout().flush()?;
     }
-    let tls_record = provision::tls(
-        &store,
-        &identity,
-        args.listen,
-        &state_dir.join("tls/device-cert.pem"),
-    )?;
+    let tls_record = provision::tls(&store, args.listen, &state_dir.join("tls/device-cert.pem"))?;
     let tls_options: TlsOptions = store
         .get(
             mamori_store::Table::Settings,

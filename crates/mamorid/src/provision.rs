@@ -166,12 +166,7 @@ pub fn provision(
 /// The device's TLS identity: loaded from the store, or generated (first start, or when the
 /// certificate is about to expire). The certificate is also written to `cert_path` for clients
 /// to pin.
-pub fn tls(
-    store: &Store,
-    id: &Identity,
-    listen: SocketAddr,
-    cert_path: &Path,
-) -> anyhow::Result<TlsRecord> {
+pub fn tls(store: &Store, listen: SocketAddr, cert_path: &Path) -> anyhow::Result<TlsRecord> {
     let now = unix_now();
     let record = match store.get::<TlsRecord>(Table::Identity, TLS_KEY)? {
         Some(r) if r.not_after > now + RENEW_BEFORE_SECONDS => r,
@@ -186,8 +181,8 @@ pub fn tls(
                 ips.push(listen.ip());
             }
             let generated = cert::generate(&IdentityRequest {
-                common_name: format!("{} {}", id.model, id.serial),
-                organization: "mamori device".into(),
+                // Readable before login: no model, serial or software name (S3.1-24).
+                common_name: "device management".into(),
                 dns_names: vec!["localhost".into()],
                 ip_addresses: ips,
                 validity_days: CERT_DAYS,
