@@ -33,13 +33,12 @@ use common::{Case, Lines, TestResult, USER};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use mamori_crypto::cert::{IdentityRequest, generate, rustls_parts};
 use mamori_crypto::tls::{TlsOptions, client_config, server_config};
 use mamori_privsep::sandbox::{DANGEROUS_NO_SECCOMP_ENV, SandboxConfig, confine};
 use mamori_privsep::seccomp::{Allowed, allowed};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rustls::RootCertStore;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::sync::Notify;
 
 const TABLE: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -353,27 +352,21 @@ fn workload(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     tracing::info!(?report, "workload confined");
 
-    // TLS identity generated and stored while confined: getrandom, aws-lc, durable writes.
-    let identity = generate(&IdentityRequest {
-        common_name: "workload".into(),
-        organization: "mamori tests".into(),
-        dns_names: vec!["localhost".into()],
-        ip_addresses: vec![],
-        validity_days: 1,
-    })?;
+    // TLS identity generated and stored while confined: getrandom, aws-lc (through rcgen),
+    // durable writes.
+    let identity = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let cert_der = identity.cert.der().to_vec();
+    let key_der = identity.signing_key.serialize_der();
     mamori_durable::write(
         &dir.join("tls/cert.pem"),
-        identity.cert_pem.as_bytes(),
+        identity.cert.pem().as_bytes(),
         0o644,
     )?;
-    mamori_durable::write(&dir.join("tls/key.der"), &identity.key_pkcs8_der, 0o600)?;
-    let (chain, key) = rustls_parts(&identity.cert_der, &identity.key_pkcs8_der);
+    mamori_durable::write(&dir.join("tls/key.der"), &key_der, 0o600)?;
+    let chain = vec![CertificateDer::from(cert_der.clone())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der));
     let tls = Arc::new(server_config(chain, key, TlsOptions::default())?);
-    let cert_hex: String = identity
-        .cert_der
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let cert_hex: String = cert_der.iter().map(|b| format!("{b:02x}")).collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -29,10 +29,25 @@ pub struct Case {
 
 /// Runs the cases (or those whose name contains a non-option argument) and exits like libtest.
 pub fn run(cases: &[Case]) -> ExitCode {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // libtest options are accepted and ignored; those that take a separate value skip it.
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if [
+            "--test-threads",
+            "--skip",
+            "--color",
+            "--format",
+            "--logfile",
+            "-Z",
+        ]
+        .contains(&a.as_str())
+        {
+            args.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
     let selected: Vec<&Case> = cases
         .iter()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
