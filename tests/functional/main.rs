@@ -7,3 +7,4 @@ mod smoke;
 mod support;
 
 mod auth_flow;
+mod users;
