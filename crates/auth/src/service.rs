@@ -387,6 +387,31 @@ impl AuthService {
     fn record(&self, event: Event) {
         self.audit.record(event);
     }
+
+    /// Records a successful action by an authenticated principal.
+    fn record_by(&self, p: &Principal, kind: EventKind, details: serde_json::Value) {
+        self.record(
+            Event::new(kind, Outcome::Success)
+                .actor(p.username.as_str())
+                .source(p.origin.label())
+                .details(details),
+        );
+    }
+
+    /// Reads a user, lets `change` modify it, and writes it back, in one transaction.
+    fn modify_user(
+        &self,
+        name: &Username,
+        missing: AuthError,
+        change: impl FnOnce(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        self.store.write(|tx| {
+            let mut u: User = tx.get(Table::Users, name.as_str())?.ok_or(missing)?;
+            change(&mut u)?;
+            tx.put(Table::Users, name.as_str(), &u)?;
+            Ok(u)
+        })
+    }
     // ---------------------------------------------------------------- provisioning
 
     /// Creates the initial `admin` account with the label password, if no user exists yet.
@@ -412,11 +437,10 @@ impl AuthService {
         self.store
             .write(|tx| tx.put(Table::Settings, SETTINGS_AUTH, &new))?;
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
-        self.record(
-            Event::new(EventKind::SettingsChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"setting": "auth", "before": old, "after": new})),
+        self.record_by(
+            p,
+            EventKind::SettingsChanged,
+            json!({"setting": "auth", "before": old, "after": new}),
         );
         Ok(())
     }
@@ -441,12 +465,11 @@ impl AuthService {
         self.store
             .write(|tx| tx.put(Table::Settings, SETTINGS_ACCESS, &new))?;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
-        self.record(
-            Event::new(EventKind::SettingsChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"setting": "access", "before": old, "after": new,
-                    "confirmed_cutoff": confirm})),
+        self.record_by(
+            p,
+            EventKind::SettingsChanged,
+            json!({"setting": "access", "before": old, "after": new,
+                    "confirmed_cutoff": confirm}),
         );
         Ok(())
     }

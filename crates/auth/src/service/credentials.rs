@@ -106,18 +106,14 @@ impl AuthService {
             let rehash = password::needs_rehash(&user.password_hash)
                 .then(|| password::hash(password_text))
                 .transpose()?;
-            user = self.store.write(|tx| {
-                let mut u: User = tx
-                    .get(Table::Users, user.username.as_str())?
-                    .ok_or(AuthError::AuthenticationFailed)?;
+            user = self.modify_user(&user.username, AuthError::AuthenticationFailed, |u| {
                 u.failed_logins = 0;
                 u.lock_count = 0;
                 u.locked_until = None;
                 if let Some(h) = &rehash {
                     u.password_hash.clone_from(h);
                 }
-                tx.put(Table::Users, u.username.as_str(), &u)?;
-                Ok::<_, AuthError>(u)
+                Ok(())
             })?;
         }
         Ok(user)

@@ -154,11 +154,7 @@ impl AuthService {
     pub fn logout(&self, p: &Principal) -> Result<(), AuthError> {
         let hash = p.session_hash()?;
         self.volatile().sessions.remove(&hash);
-        self.record(
-            Event::new(EventKind::Logout, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label()),
-        );
+        self.record_by(p, EventKind::Logout, serde_json::Value::Null);
         Ok(())
     }
 
@@ -188,12 +184,7 @@ impl AuthService {
             .sessions
             .remove_public(&p.username, public_id)
             .ok_or(AuthError::NotFound("session"))?;
-        self.record(
-            Event::new(EventKind::SessionRevoked, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"session": public_id})),
-        );
+        self.record_by(p, EventKind::SessionRevoked, json!({"session": public_id}));
         Ok(())
     }
 

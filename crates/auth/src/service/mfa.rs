@@ -1,6 +1,6 @@
 //! The TOTP second factor and its recovery codes.
 
-use mamori_audit::{Event, EventKind, Outcome};
+use mamori_audit::EventKind;
 use serde_json::json;
 
 use super::*;
@@ -10,10 +10,7 @@ impl AuthService {
     pub fn totp_enroll(&self, p: &Principal) -> Result<TotpEnrollment, AuthError> {
         p.session_hash()?;
         let secret = random::bytes::<32>()?.to_vec();
-        self.store.write(|tx| {
-            let mut u: User = tx
-                .get(Table::Users, p.username.as_str())?
-                .ok_or(AuthError::Unauthenticated)?;
+        self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             if u.mfa_enabled() {
                 return Err(AuthError::Conflict(
                     "a second factor is already enrolled; disable it first".into(),
@@ -25,14 +22,12 @@ impl AuthService {
                 last_step: 0,
                 recovery_codes: Vec::new(),
             });
-            tx.put(Table::Users, p.username.as_str(), &u)?;
             Ok(())
         })?;
-        self.record(
-            Event::new(EventKind::MfaChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"action": "totp_enrolment_started"})),
+        self.record_by(
+            p,
+            EventKind::MfaChanged,
+            json!({"action": "totp_enrolment_started"}),
         );
         let b32 = BASE32_NOPAD.encode(&secret);
         let label = format!("mamori:{}@{}", p.username, self.facts.serial);
@@ -66,10 +61,7 @@ impl AuthService {
                 &raw[12..16]
             ));
         }
-        self.store.write(|tx| {
-            let mut u: User = tx
-                .get(Table::Users, p.username.as_str())?
-                .ok_or(AuthError::Unauthenticated)?;
+        self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             let Some(t) = u.totp.as_mut().filter(|t| !t.confirmed) else {
                 return Err(AuthError::Conflict("no pending TOTP enrolment".into()));
             };
@@ -79,15 +71,9 @@ impl AuthService {
             t.confirmed = true;
             t.last_step = step;
             t.recovery_codes = codes.iter().map(|c| recovery_code_hash(c)).collect();
-            tx.put(Table::Users, p.username.as_str(), &u)?;
             Ok(())
         })?;
-        self.record(
-            Event::new(EventKind::MfaChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"action": "totp_enabled"})),
-        );
+        self.record_by(p, EventKind::MfaChanged, json!({"action": "totp_enabled"}));
         let new_secret = if p.restriction == Some(Restriction::MfaEnrollmentRequired) {
             Some(self.rotate_session(p, |s| s.restriction = None)?)
         } else {
@@ -99,10 +85,7 @@ impl AuthService {
     /// Removes the caller's second factor.
     pub fn totp_disable(&self, p: &Principal) -> Result<(), AuthError> {
         let settings = self.settings();
-        self.store.write(|tx| {
-            let mut u: User = tx
-                .get(Table::Users, p.username.as_str())?
-                .ok_or(AuthError::Unauthenticated)?;
+        self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             if u.totp.is_none() {
                 return Err(AuthError::Conflict("no second factor is enrolled".into()));
             }
@@ -113,15 +96,9 @@ impl AuthService {
                 )));
             }
             u.totp = None;
-            tx.put(Table::Users, p.username.as_str(), &u)?;
             Ok(())
         })?;
-        self.record(
-            Event::new(EventKind::MfaChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"action": "totp_disabled"})),
-        );
+        self.record_by(p, EventKind::MfaChanged, json!({"action": "totp_disabled"}));
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Changing one's own password.
 
-use mamori_audit::{Event, EventKind, Outcome};
+use mamori_audit::EventKind;
 use serde_json::json;
 
 use super::*;
@@ -52,15 +52,11 @@ impl AuthService {
         self.check_policy(&p.username, new_password)?;
         let new_hash = password::hash(new_password)?;
         let now = self.now();
-        self.store.write(|tx| {
-            let mut u: User = tx
-                .get(Table::Users, p.username.as_str())?
-                .ok_or(AuthError::Unauthenticated)?;
+        self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             u.password_hash = new_hash;
             u.must_change_password = false;
             u.password_changed_at = now;
-            tx.put(Table::Users, p.username.as_str(), &u)?;
-            Ok::<_, AuthError>(())
+            Ok(())
         })?;
         let ended = self
             .volatile()
@@ -73,11 +69,10 @@ impl AuthService {
                 && !user.mfa_enabled())
             .then_some(Restriction::MfaEnrollmentRequired);
         })?;
-        self.record(
-            Event::new(EventKind::PasswordChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"other_sessions_ended": ended})),
+        self.record_by(
+            p,
+            EventKind::PasswordChanged,
+            json!({"other_sessions_ended": ended}),
         );
         Ok(secret)
     }

@@ -66,11 +66,10 @@ impl AuthService {
             tx.put(Table::Tokens, &key, &record)?;
             Ok(())
         })?;
-        self.record(
-            Event::new(EventKind::TokenCreated, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"token": record.id, "name": name, "role": role, "days": days})),
+        self.record_by(
+            p,
+            EventKind::TokenCreated,
+            json!({"token": record.id, "name": name, "role": role, "days": days}),
         );
         Ok(NewToken {
             id: record.id,
@@ -155,12 +154,7 @@ impl AuthService {
             tx.delete(Table::Tokens, &key)?;
             Ok::<_, AuthError>(())
         })?;
-        self.record(
-            Event::new(EventKind::TokenRevoked, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"token": id})),
-        );
+        self.record_by(p, EventKind::TokenRevoked, json!({"token": id}));
         Ok(())
     }
 }

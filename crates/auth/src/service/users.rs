@@ -69,11 +69,10 @@ impl AuthService {
             )?;
             Ok(())
         })?;
-        self.record(
-            Event::new(EventKind::UserCreated, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"user": username, "role": role})),
+        self.record_by(
+            p,
+            EventKind::UserCreated,
+            json!({"user": username, "role": role}),
         );
         Ok(generated)
     }
@@ -126,12 +125,11 @@ impl AuthService {
             Ok::<_, AuthError>(())
         })?;
         let ended = self.volatile().sessions.remove_user(username, None);
-        self.record(
-            Event::new(EventKind::UserChanged, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"user": username, "role": role, "disabled": disabled,
-                    "sessions_ended": ended})),
+        self.record_by(
+            p,
+            EventKind::UserChanged,
+            json!({"user": username, "role": role, "disabled": disabled,
+                    "sessions_ended": ended}),
         );
         Ok(())
     }
@@ -157,12 +155,7 @@ impl AuthService {
             Ok(())
         })?;
         self.volatile().sessions.remove_user(username, None);
-        self.record(
-            Event::new(EventKind::UserDeleted, Outcome::Success)
-                .actor(p.username.as_str())
-                .source(p.origin.label())
-                .details(json!({"user": username})),
-        );
+        self.record_by(p, EventKind::UserDeleted, json!({"user": username}));
         Ok(())
     }
 
@@ -201,10 +194,7 @@ impl AuthService {
         let one_time = generate_password(&self.facts, username.as_str())?;
         let hash = password::hash(&one_time)?;
         let now = self.now();
-        self.store.write(|tx| {
-            let mut u: User = tx
-                .get(Table::Users, username.as_str())?
-                .ok_or(AuthError::NotFound("user"))?;
+        self.modify_user(username, AuthError::NotFound("user"), |u| {
             u.password_hash = hash;
             u.must_change_password = true;
             u.password_changed_at = now;
@@ -217,8 +207,7 @@ impl AuthService {
             if enable {
                 u.disabled = false;
             }
-            tx.put(Table::Users, username.as_str(), &u)?;
-            Ok::<_, AuthError>(())
+            Ok(())
         })?;
         self.volatile().sessions.remove_user(username, None);
         self.record(
