@@ -8,3 +8,4 @@ mod support;
 
 mod auth_flow;
 mod users;
+mod mfa;
