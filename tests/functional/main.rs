@@ -9,3 +9,4 @@ mod support;
 mod auth_flow;
 mod users;
 mod mfa;
+mod tokens_sessions;
