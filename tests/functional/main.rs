@@ -10,3 +10,4 @@ mod auth_flow;
 mod users;
 mod mfa;
 mod tokens_sessions;
+mod console;
