@@ -1,6 +1,8 @@
 //! Login with the label password, the forced change, the password rules over the API, password
 //! change and logout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use reqwest::StatusCode;
 use serde_json::json;
 

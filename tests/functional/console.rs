@@ -1,6 +1,8 @@
 //! The local console: a Unix socket for root, plain HTTP, exempt from remote lockouts, with
 //! the recovery path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 

@@ -7,7 +7,8 @@ mod smoke;
 mod support;
 
 mod auth_flow;
-mod users;
+mod cli;
+mod console;
 mod mfa;
 mod tokens_sessions;
-mod console;
+mod users;

@@ -1,6 +1,8 @@
 //! TOTP second factor: enrolment, login with codes, replay, recovery codes, removal, and roles
 //! that require it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -107,6 +109,12 @@ fn after_enrolment_login_needs_a_fresh_totp_code_that_cannot_be_replayed() {
 
     expect(
         &d.client().login("admin", ADMIN_PASSWORD),
+        StatusCode::UNAUTHORIZED,
+        "mfa_required",
+    );
+    // The code that confirmed the enrolment is spent too.
+    expect(
+        &login_totp(&d.client(), "admin", ADMIN_PASSWORD, &auth.last_code()),
         StatusCode::UNAUTHORIZED,
         "mfa_required",
     );

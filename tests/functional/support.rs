@@ -1,5 +1,7 @@
 //! Small helpers for the functional suites, on top of the shared harness in `common`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -354,6 +356,11 @@ impl Authenticator {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The code last handed out (already used, so replaying it must fail).
+    pub fn last_code(&self) -> String {
+        mamori_crypto::otp::totp_code(&self.secret, self.last_step)
     }
 
     /// A code that is certainly wrong now (for a step far from the current one).

@@ -1,5 +1,7 @@
 //! API tokens and the caller's own sessions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -341,12 +343,12 @@ fn a_token_lifetime_must_be_one_to_365_days() {
         );
     }
     assert!(tokens(&admin).is_empty());
-    for days in [1u64, 365] {
+    for days in [1u32, 365] {
         let before = now();
-        let r = create_token(&admin, &format!("d{days}"), "viewer", days as u32);
+        let r = create_token(&admin, &format!("d{days}"), "viewer", days);
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let expires = r.body["expires_at"].as_u64().unwrap();
-        let expected = before + days * 86_400;
+        let expected = before + u64::from(days) * 86_400;
         assert!(
             expires >= expected && expires <= expected + 5,
             "{expires} vs {expected}"
@@ -464,5 +466,47 @@ fn revoking_another_of_one_s_sessions_ends_it() {
         &a.get("/api/v1/device"),
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
+    );
+}
+
+/// S3.1-01 R3: a session left idle past the idle timeout ends (its cookie gets 401, audited as
+/// `session_expired`), while a session in use stays alive.
+#[test]
+fn an_idle_session_expires_after_the_idle_timeout() {
+    let d = Device::start();
+    let admin = d.admin();
+    set_auth_settings(&admin, &json!({"idle_timeout_seconds": 10}));
+    let busy = d.client();
+    login_cookie(&busy, "admin", ADMIN_PASSWORD);
+    let idle = d.client_from("127.0.0.2");
+    let idle_cookie = login_cookie(&idle, "admin", ADMIN_PASSWORD);
+    let r = idle.get("/api/v1/auth/session");
+    assert_eq!(r.body["idle_timeout_seconds"], 10, "{}", r.text);
+    let id = sessions(&idle)
+        .into_iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(12) {
+        assert_eq!(busy.get("/api/v1/device").status, StatusCode::OK);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    expect(
+        &with_cookie(&d, &idle_cookie, "GET", "/api/v1/device"),
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(busy.get("/api/v1/device").status, StatusCode::OK);
+    assert!(
+        audit_events(&busy)
+            .iter()
+            .any(|e| e["event"] == "session_expired"
+                && e["details"]["session"] == id.as_str()
+                && e["details"]["reason"] == "idle_timeout"),
+        "the expiry is not audited"
     );
 }
