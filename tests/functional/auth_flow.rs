@@ -30,6 +30,13 @@ fn the_label_password_works_once_and_only_for_a_forced_change() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["must_change_password"], true);
     assert_eq!(r.body["role"], "admin");
+    // The cookie as documented: host-only, secure, not readable by scripts, same-site.
+    let header = r.headers["set-cookie"].to_str().unwrap();
+    for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(header.contains(attribute), "{header}");
+    }
+    assert!(!header.to_lowercase().contains("domain="), "{header}");
+    assert!(set_cookie(&r.headers).unwrap().len() >= 43, "{header}");
 
     let mut gated = 0;
     for (method, path) in &endpoints {

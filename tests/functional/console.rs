@@ -132,6 +132,36 @@ fn console_recovery_gives_a_one_time_password_that_forces_a_change() {
                 && e["details"]["user"] == "admin")
     );
 
+    // Recovery also re-enables a disabled account.
+    c.reauth(OTHER_PASSWORD);
+    let r = c.post(
+        "/api/v1/users",
+        &json!({"username": "zed", "role": "operator"}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let zed_otp = r.body["one_time_password"].as_str().unwrap().to_string();
+    let r = c.patch("/api/v1/users/zed", &json!({"disabled": true}));
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = console(
+        &d.console_socket(),
+        "POST",
+        "/api/v1/console/recover",
+        Some(&json!({"username": "zed"})),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let zed_new = r.body["one_time_password"].as_str().unwrap();
+    assert_eq!(user_entry(&c, "zed").unwrap()["disabled"], false);
+    expect(
+        &d.client().login("zed", &zed_otp),
+        StatusCode::UNAUTHORIZED,
+        "authentication_failed",
+    );
+    let r = d.client().login("zed", zed_new);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["must_change_password"], true);
+
     // An unknown account is a 404, and changes nothing.
     let r = console(
         &d.console_socket(),

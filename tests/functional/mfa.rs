@@ -279,6 +279,46 @@ fn a_role_that_requires_mfa_limits_a_new_login_to_enrolment() {
     assert_eq!(viewer.get("/api/v1/device").status, StatusCode::OK);
 }
 
+/// S3.1-04 R2: an administrator who already has TOTP is not limited when the role starts to
+/// require it, logs in with a code, and cannot remove the required factor (409).
+#[test]
+fn a_required_second_factor_cannot_be_removed() {
+    let d = Device::start();
+    let admin = d.admin();
+    let (mut auth, codes) = enrol_totp(&admin, ADMIN_PASSWORD);
+    let mut settings = auth_settings(&admin);
+    settings["mfa_required_roles"] = json!(["admin"]);
+    let r = admin.post(
+        "/api/v1/auth/reauth",
+        &json!({"password": ADMIN_PASSWORD, "totp": codes[0]}),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = admin.put("/api/v1/settings/auth", &settings);
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+    let c = d.client_from("127.0.0.2");
+    let r = login_totp(&c, "admin", ADMIN_PASSWORD, &auth.code());
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["mfa_enrollment_required"], false);
+    assert_eq!(c.get("/api/v1/device").status, StatusCode::OK);
+    let r = c.post(
+        "/api/v1/auth/reauth",
+        &json!({"password": ADMIN_PASSWORD, "totp": codes[1]}),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    expect(
+        &c.post("/api/v1/auth/mfa/totp/disable", &json!({})),
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_eq!(user_entry(&admin, "admin").unwrap()["mfa_enabled"], true);
+    expect(
+        &d.client().login("admin", ADMIN_PASSWORD),
+        StatusCode::UNAUTHORIZED,
+        "mfa_required",
+    );
+}
+
 /// S3.1-04 R2: a session limited to MFA enrolment can enrol (re-authenticate, enroll, verify);
 /// when the limit lifts the session cookie changes (the old value is dead) and the device is
 /// usable; later logins need a code.

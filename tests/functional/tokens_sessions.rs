@@ -34,7 +34,23 @@ fn creating_a_token_needs_reauth_and_shows_the_secret_once() {
     );
     assert!(tokens(&admin).is_empty());
 
-    admin.reauth(ADMIN_PASSWORD);
+    // A re-authentication is valid for five minutes.
+    let before = now();
+    let r = admin.post("/api/v1/auth/reauth", &json!({"password": ADMIN_PASSWORD}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let until = r.body["valid_until"].as_u64().unwrap();
+    assert!(
+        (before + 295..=now() + 305).contains(&until),
+        "{until} vs {before}"
+    );
+    expect(
+        &admin.post(
+            "/api/v1/auth/reauth",
+            &json!({"password": "Wrong-Password-77"}),
+        ),
+        StatusCode::UNAUTHORIZED,
+        "authentication_failed",
+    );
     let r = create_token(&admin, "ci", "viewer", 30);
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_string();
