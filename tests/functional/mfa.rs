@@ -323,8 +323,6 @@ fn a_required_second_factor_cannot_be_removed() {
 /// when the limit lifts the session cookie changes (the old value is dead) and the device is
 /// usable; later logins need a code.
 #[test]
-#[ignore = "BUG: a session limited to MFA enrolment cannot re-authenticate (403 \
-            mfa_enrollment_required), but enrolment needs re-authentication: deadlock"]
 fn a_session_limited_to_enrolment_can_enrol_and_then_gets_a_new_cookie() {
     let d = Device::start();
     let admin = d.admin();

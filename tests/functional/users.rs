@@ -539,8 +539,6 @@ fn only_auditors_and_admins_read_the_audit_log_and_everyone_reads_the_device() {
 /// {enabled, parent_uid, child_uid, landlock, seccomp}, tls: {suites}, notices}` to every role
 /// from viewer up, and the device part carries model and serial.
 #[test]
-#[ignore = "BUG: /api/v1/status has `process: {privilege_separation: bool, mode, parent, \
-            management, listeners}` instead of the documented `privilege_separation` object"]
 fn the_status_answer_has_the_documented_shape() {
     let d = Device::start_with(&["--model", "MG-100", "--serial", "SN-STATUS-1"]);
     let admin = d.admin();

@@ -483,7 +483,6 @@ mod tokens;
 mod users;
 
 use mfa::{recovery_code_hash, totp_match};
-use tokens::TokenRecord;
 
 #[cfg(test)]
 mod tests;

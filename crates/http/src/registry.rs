@@ -109,7 +109,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(POST "/api/v1/auth/password", own(Allowed::DuringPasswordChange, false),
             "Change the caller's password (needs the current one).",
             post(auth::change_password), req = schema::<auth::PasswordChange>(), resp = None),
-        endpoint!(POST "/api/v1/auth/reauth", own(Allowed::Unrestricted, false),
+        endpoint!(POST "/api/v1/auth/reauth", own(Allowed::DuringMfaEnrollment, false),
             "Re-authenticate for sensitive operations (valid 5 minutes).",
             post(auth::reauth), req = schema::<auth::ReauthRequest>(),
             resp = schema::<auth::ReauthResponse>()),

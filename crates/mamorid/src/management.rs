@@ -160,14 +160,19 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let parent = parent.clone();
         let listen = args.listen;
         Arc::new(move || {
+            let parent_status = parent.status().ok();
             json!({
-                "privilege_separation": parent.is_separated(),
-                "mode": if parent.is_separated() { "separated" } else { "single_process" },
-                "parent": parent.status().ok(),
-                "management": {
-                    "pid": std::process::id(),
-                    "uid": nix::unistd::geteuid().as_raw(),
-                    "sandbox": sandbox,
+                "privilege_separation": {
+                    "enabled": parent.is_separated(),
+                    "mode": if parent.is_separated() { "separated" } else { "single_process" },
+                    "parent_pid": parent_status.map(|s| s.parent_pid),
+                    "parent_uid": parent_status.map(|s| s.parent_uid),
+                    "child_restarts": parent_status.map(|s| s.child_restarts),
+                    "child_pid": std::process::id(),
+                    "child_uid": nix::unistd::geteuid().as_raw(),
+                    "landlock": sandbox.as_ref().map_or("not_applied", |r| r.landlock.as_str()),
+                    "seccomp": sandbox.as_ref().is_some_and(|r| r.seccomp),
+                    "no_new_privs": sandbox.as_ref().is_some_and(|r| r.no_new_privs),
                 },
                 "listeners": [
                     {"kind": "https", "address": listen.to_string()},

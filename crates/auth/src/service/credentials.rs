@@ -98,18 +98,21 @@ impl AuthService {
             }
         }
         self.volatile().throttle.succeed(source);
-        if user.failed_logins > 0
-            || user.lock_count > 0
-            || user.locked_until.is_some()
-            || password::needs_rehash(&user.password_hash)
-        {
-            let rehash = password::needs_rehash(&user.password_hash)
-                .then(|| password::hash(password_text))
-                .transpose()?;
+        // A success from an exempt path (console, trusted station) leaves the lock that
+        // untrusted sources earned in place: the administrator getting in must not hand an
+        // attacker a fresh set of attempts.
+        let clear_lock = !exempt
+            && (user.failed_logins > 0 || user.lock_count > 0 || user.locked_until.is_some());
+        let rehash = password::needs_rehash(&user.password_hash)
+            .then(|| password::hash(password_text))
+            .transpose()?;
+        if clear_lock || rehash.is_some() {
             user = self.modify_user(&user.username, AuthError::AuthenticationFailed, |u| {
-                u.failed_logins = 0;
-                u.lock_count = 0;
-                u.locked_until = None;
+                if clear_lock {
+                    u.failed_logins = 0;
+                    u.lock_count = 0;
+                    u.locked_until = None;
+                }
                 if let Some(h) = &rehash {
                     u.password_hash.clone_from(h);
                 }

@@ -395,3 +395,31 @@ fn allowlist_that_cuts_off_the_caller_needs_confirmation() {
     ));
     f.svc.set_access(&p, policy, true).unwrap();
 }
+
+/// S3.1-04: the administrator getting in through the console does not clear the lock that an
+/// attacker earned, so the attacker gets no fresh attempts.
+#[test]
+fn a_console_login_leaves_the_remote_lock_in_place() {
+    let f = fixture();
+    f.admin_session();
+    for _ in 0..5 {
+        let _ = f.svc.login("admin", "wrong-password-x", None, remote());
+    }
+    f.svc.login("admin", GOOD, None, Origin::CONSOLE).unwrap();
+    let other = Origin::https("198.51.100.9".parse().unwrap());
+    assert!(matches!(
+        f.svc.login("admin", GOOD, None, other),
+        Err(AuthError::AuthenticationFailed)
+    ));
+}
+
+/// S3.1-03 R4: a reset after a compromise also ends the user's API tokens.
+#[test]
+fn a_credential_reset_revokes_the_users_tokens() {
+    let f = fixture();
+    let (_, p) = f.admin_session();
+    let t = f.svc.create_token(&p, "ci", Role::Viewer, 30).unwrap();
+    let admin = Username::parse("admin").unwrap();
+    f.svc.console_recover(&Origin::CONSOLE, &admin).unwrap();
+    assert!(f.svc.authenticate_token(&t.token, remote()).is_err());
+}

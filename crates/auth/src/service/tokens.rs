@@ -21,6 +21,21 @@ fn token_key(token: &str) -> String {
 }
 
 impl AuthService {
+    /// Deletes every token of a user inside a transaction; returns how many.
+    pub(super) fn delete_tokens_of(
+        tx: &mut mamori_store::WriteTxn<'_>,
+        username: &Username,
+    ) -> Result<usize, AuthError> {
+        let mut n = 0;
+        for (key, t) in tx.list::<TokenRecord>(Table::Tokens)? {
+            if &t.username == username {
+                tx.delete(Table::Tokens, &key)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Creates an API token for the caller, with a role no higher than the caller's.
     pub fn create_token(
         &self,

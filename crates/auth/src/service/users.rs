@@ -147,11 +147,7 @@ impl AuthService {
             }
             Self::keep_an_admin(&tx.list::<User>(Table::Users)?, username, false)?;
             tx.delete(Table::Users, username.as_str())?;
-            for (key, t) in tx.list::<TokenRecord>(Table::Tokens)? {
-                if &t.username == username {
-                    tx.delete(Table::Tokens, &key)?;
-                }
-            }
+            Self::delete_tokens_of(tx, username)?;
             Ok(())
         })?;
         self.volatile().sessions.remove_user(username, None);
@@ -194,7 +190,12 @@ impl AuthService {
         let one_time = generate_password(&self.facts, username.as_str())?;
         let hash = password::hash(&one_time)?;
         let now = self.now();
-        self.modify_user(username, AuthError::NotFound("user"), |u| {
+        // A reset is what one does after a compromise: the credential, the sessions and the
+        // API tokens all go, in one transaction.
+        let tokens_revoked = self.store.write(|tx| {
+            let mut u: User = tx
+                .get(Table::Users, username.as_str())?
+                .ok_or(AuthError::NotFound("user"))?;
             u.password_hash = hash;
             u.must_change_password = true;
             u.password_changed_at = now;
@@ -207,14 +208,16 @@ impl AuthService {
             if enable {
                 u.disabled = false;
             }
-            Ok(())
+            tx.put(Table::Users, username.as_str(), &u)?;
+            Self::delete_tokens_of(tx, username)
         })?;
         self.volatile().sessions.remove_user(username, None);
         self.record(
             Event::new(EventKind::CredentialReset, Outcome::Success)
                 .actor(by)
                 .source(origin.label())
-                .details(json!({"user": username, "mfa_removed": reset_mfa, "path": match origin.channel {
+                .details(json!({"user": username, "mfa_removed": reset_mfa,
+                    "tokens_revoked": tokens_revoked, "path": match origin.channel {
                     Channel::Console => "console_recovery",
                     Channel::Https => "admin_reset",
                 }})),

@@ -55,7 +55,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         notices.push(json!({"code": "mfa_not_required_for_admin",
             "message": "administrators are not required to use a second factor"}));
     }
-    Json(json!({
+    let mut answer = json!({
         "device": {
             "model": state.device.model,
             "serial": state.device.serial,
@@ -63,9 +63,15 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "uptime_seconds": uptime_seconds(),
             "time": mamori_audit::now_rfc3339(),
         },
-        "process": (state.status)(),
         "tls": {"versions": ["TLSv1.3", "TLSv1.2"],
             "suites": mamori_crypto::tls::offered_suites(state.tls.options())},
         "notices": notices,
-    }))
+    });
+    // The process section (privilege separation, listeners) comes from the daemon.
+    if let (Some(out), serde_json::Value::Object(process)) =
+        (answer.as_object_mut(), (state.status)())
+    {
+        out.extend(process);
+    }
+    Json(answer)
 }
