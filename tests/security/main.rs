@@ -9,4 +9,5 @@ mod common;
 mod support;
 
 mod brute_force;
+mod input_validation;
 mod sessions;
