@@ -9,5 +9,6 @@ mod common;
 mod support;
 
 mod brute_force;
+mod exposure;
 mod input_validation;
 mod sessions;
