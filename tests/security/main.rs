@@ -12,3 +12,4 @@ mod brute_force;
 mod exposure;
 mod input_validation;
 mod sessions;
+mod tls;
