@@ -11,5 +11,6 @@ mod support;
 mod brute_force;
 mod exposure;
 mod input_validation;
+mod privilege;
 mod sessions;
 mod tls;
