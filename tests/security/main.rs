@@ -12,5 +12,6 @@ mod brute_force;
 mod exposure;
 mod input_validation;
 mod privilege;
+mod secrets;
 mod sessions;
 mod tls;
