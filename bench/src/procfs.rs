@@ -12,6 +12,16 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// A `kB` field of `/proc/PID/smaps_rollup` (for example `Pss`: resident memory with pages
+/// shared between processes divided among them), in KiB.
+pub fn rollup_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
 /// The fields of `/proc/PID/stat` after the command name: index 0 is the state, 1 the parent,
 /// 11 `utime`, 12 `stime`.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
@@ -56,4 +66,20 @@ pub fn with_children(pid: u32) -> Vec<u32> {
 /// The executable of a process (`/proc/PID/exe`).
 pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// CPU time of the whole machine from `/proc/stat`, in ms summed over all CPUs: (busy, total).
+/// Busy is user, nice, system, irq, softirq and steal; total adds idle and iowait.
+pub fn machine_cpu_ms() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    let total = busy + at(3) + at(4);
+    Some((busy * 1000 / USER_HZ, total * 1000 / USER_HZ))
 }

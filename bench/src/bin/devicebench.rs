@@ -407,12 +407,27 @@ fn startup(
     Ok(())
 }
 
-/// `VmRSS`, `RssAnon`, `RssFile` and thread count of a process.
-fn memory(pid: u32) -> anyhow::Result<[u64; 4]> {
-    let f = |field: &str| {
+/// Memory of one process, in KiB (threads: a count).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    vmrss: u64,
+    anon: u64,
+    file: u64,
+    pss: u64,
+    threads: u64,
+}
+
+fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = |field: &str| {
         procfs::status_kib(pid, field).with_context(|| format!("{field} of process {pid}"))
     };
-    Ok([f("VmRSS")?, f("RssAnon")?, f("RssFile")?, f("Threads")?])
+    Ok(Memory {
+        vmrss: status("VmRSS")?,
+        anon: status("RssAnon")?,
+        file: status("RssFile")?,
+        pss: procfs::rollup_kib(pid, "Pss").with_context(|| format!("Pss of process {pid}"))?,
+        threads: status("Threads")?,
+    })
 }
 
 fn rss(
@@ -424,8 +439,9 @@ fn rss(
     settle: u64,
 ) -> anyhow::Result<()> {
     let mut totals = Vec::new();
-    let mut parents = Vec::new();
+    let mut mains = Vec::new();
     let mut children = Vec::new();
+    let mut pss_totals = Vec::new();
     for run in 1..=runs {
         let lab = Lab::new(mamorid, mode)?;
         let mut dev = lab.spawn()?;
@@ -436,30 +452,27 @@ fn rss(
         std::thread::sleep(Duration::from_secs(settle));
         let (main_pid, child_pid) = dev.processes()?;
         let m = memory(main_pid)?;
-        let c = child_pid.map(memory).transpose()?;
-        let total = m[0] + c.map_or(0, |c| c[0]);
+        let c = child_pid.map(memory).transpose()?.unwrap_or_default();
+        let total = m.vmrss + c.vmrss;
+        let pss = m.pss + c.pss;
         println!(
             "run={run} mode={mode:?} main_vmrss_kib={} main_anon_kib={} main_file_kib={} \
-             main_threads={} child_vmrss_kib={} child_anon_kib={} child_file_kib={} \
-             child_threads={} total_vmrss_kib={total}",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            c.map_or(0, |c| c[0]),
-            c.map_or(0, |c| c[1]),
-            c.map_or(0, |c| c[2]),
-            c.map_or(0, |c| c[3]),
+             main_pss_kib={} main_threads={} child_vmrss_kib={} child_anon_kib={} \
+             child_file_kib={} child_pss_kib={} child_threads={} total_vmrss_kib={total} \
+             total_pss_kib={pss}",
+            m.vmrss, m.anon, m.file, m.pss, m.threads, c.vmrss, c.anon, c.file, c.pss, c.threads,
         );
         totals.push(total as f64);
-        parents.push(m[0] as f64);
-        children.push(c.map_or(0, |c| c[0]) as f64);
+        mains.push(m.vmrss as f64);
+        children.push(c.vmrss as f64);
+        pss_totals.push(pss as f64);
         dev.stop();
     }
-    println!("main_kib={}", med(&parents));
+    println!("main_kib={}", med(&mains));
     println!("child_kib={}", med(&children));
     println!("total_kib={}", med(&totals));
     println!("total_kib_all={}", fmt_all(&totals));
+    println!("total_pss_kib={}", med(&pss_totals));
     Ok(())
 }
 

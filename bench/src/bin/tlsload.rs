@@ -11,8 +11,10 @@
 //! does not cap the test.
 //!
 //! Prints one line of `key=value` fields: requests, errors, requests per second, p50 and p99
-//! latency (connect to complete answer), the negotiated protocol, suite and group, and the CPU
-//! time the client and (with `--server-pid`) the server processes spent per request.
+//! latency (connect to complete answer), the negotiated protocol, suite and group, the CPU
+//! time the client and (with `--server-pid`) the server processes spent per request, and how
+//! busy the machine was (`machine_busy_pct`) and how much of it was neither (`others_cpu_pct`,
+//! in percent of all CPUs), since a shared machine's other work moves requests/s.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -170,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.timeout),
         negotiated: OnceLock::new(),
     });
+    let machine0 = procfs::machine_cpu_ms().unwrap_or((0, 0));
     let server_cpu0 = server_cpu_ms(&server_pids);
     let client_cpu0 = procfs::cpu_ms(std::process::id()).unwrap_or(0);
     let t0 = Instant::now();
@@ -193,6 +196,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(0)
         .saturating_sub(client_cpu0);
     let server_cpu = server_cpu_ms(&server_pids).saturating_sub(server_cpu0);
+    let machine1 = procfs::machine_cpu_ms().unwrap_or((0, 0));
+    let busy = machine1.0.saturating_sub(machine0.0);
+    let total = machine1.1.saturating_sub(machine0.1).max(1);
+    // What everything else on the machine used meanwhile (other people's builds and tests).
+    let others_pct = busy.saturating_sub(client_cpu + server_cpu) as f64 * 100.0 / total as f64;
+    let busy_pct = busy as f64 * 100.0 / total as f64;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let latencies: Vec<f64> = results
@@ -215,7 +224,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "label={} concurrency={} duration_s={elapsed:.2} requests={} errors={errors} rps={:.1} \
          p50_ms={:.2} p99_ms={:.2} {} client_cpu_us_per_req={} server_cpu_us_per_req={} \
-         first_error={:?}",
+         machine_busy_pct={busy_pct:.0} others_cpu_pct={others_pct:.0} first_error={:?}",
         args.label,
         args.concurrency,
         latencies.len(),
