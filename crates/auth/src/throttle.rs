@@ -39,6 +39,7 @@ struct Entry {
     strikes: u32,
     blocked_until: u64,
     last: u64,
+    last_refusal_noted: u64,
 }
 
 /// Failure counts per source.
@@ -93,6 +94,18 @@ impl SourceThrottle {
         None
     }
 
+    /// Whether a refusal of this blocked source should be recorded now (at most once a minute).
+    pub fn note_refusal(&mut self, key: SourceKey, now: u64) -> bool {
+        match self.entries.get_mut(&key) {
+            Some(e) if e.last_refusal_noted == 0 || now >= e.last_refusal_noted + 60 => {
+                e.last_refusal_noted = now;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
     /// A success from the source clears its count.
     pub fn succeed(&mut self, key: SourceKey) {
         self.entries.remove(&key);
@@ -143,6 +156,16 @@ mod tests {
             SourceKey::of(Some("::ffff:192.0.2.1".parse().unwrap())),
             SourceKey::of(Some("192.0.2.1".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn refusals_of_a_blocked_source_are_noted_once_a_minute() {
+        let mut t = SourceThrottle::default();
+        let k = SourceKey::of(Some("192.0.2.1".parse().unwrap()));
+        t.fail(k, 100, 1, 600, 600);
+        assert!(t.note_refusal(k, 101));
+        assert!(!t.note_refusal(k, 130));
+        assert!(t.note_refusal(k, 161));
     }
 
     #[test]

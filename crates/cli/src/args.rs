@@ -157,6 +157,9 @@ pub enum Command {
     Recover {
         /// Account to recover.
         username: String,
+        /// Also remove the account's second factor (authenticator and recovery codes lost).
+        #[arg(long)]
+        reset_mfa: bool,
     },
 }
 
@@ -565,7 +568,7 @@ mod tests {
             other => panic!("expected a usage error, got {other:?}"),
         }
         let cli = parse(["mamori", "--console", "recover", "bob"]).unwrap();
-        assert!(matches!(cli.command, Command::Recover { ref username } if username == "bob"));
+        assert!(matches!(cli.command, Command::Recover { ref username, .. } if username == "bob"));
     }
 
     #[test]
@@ -593,7 +596,7 @@ mod tests {
         // A user name after `recover --console` is not mistaken for a socket.
         let cli = parse(["mamori", "recover", "--console", "bob"]).unwrap();
         assert_eq!(cli.global.console_socket(), default);
-        assert!(matches!(cli.command, Command::Recover { ref username } if username == "bob"));
+        assert!(matches!(cli.command, Command::Recover { ref username, .. } if username == "bob"));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct ApiError {
     pub rule: Option<String>,
     /// `reason` of a `password_rejected` answer, if the server gives one.
     pub reason: Option<String>,
+    /// `reason_ja`, the same reason in Japanese.
+    pub reason_ja: Option<String>,
     /// `Retry-After` header of a throttled answer.
     pub retry_after: Option<String>,
 }
@@ -67,6 +69,7 @@ impl ApiError {
             message,
             rule: field("rule"),
             reason: field("reason"),
+            reason_ja: field("reason_ja"),
             retry_after: retry_after.map(str::to_owned),
         }
     }
@@ -106,6 +109,10 @@ impl fmt::Display for ApiError {
         if let Some(reason) = &self.reason {
             write!(f, "\n  reason: {reason}")?;
         }
+        // Security information in Japanese for a Japanese locale (S3.1-43).
+        if let Some(reason_ja) = self.reason_ja.as_ref().filter(|_| japanese_locale()) {
+            write!(f, "\n  理由: {reason_ja}")?;
+        }
         if let Some(after) = &self.retry_after {
             write!(f, "\n  retry after: {after} seconds")?;
         }
@@ -114,6 +121,15 @@ impl fmt::Display for ApiError {
         }
         Ok(())
     }
+}
+
+/// Whether the user's locale is Japanese (LC_ALL, LC_MESSAGES or LANG starting with `ja`).
+pub fn japanese_locale() -> bool {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.is_empty())
+        .is_some_and(|v| v.starts_with("ja"))
 }
 
 /// Everything that can go wrong in one invocation.

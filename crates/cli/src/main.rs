@@ -61,8 +61,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Transport::Https(HttpsTransport::new(url, cacert)?)
         }
     };
-    if let Command::Recover { username } = &cli.command {
-        return commands::recover::run(transport, username, out).await;
+    if let Command::Recover {
+        username,
+        reset_mfa,
+    } = &cli.command
+    {
+        return commands::recover::run(transport, username, *reset_mfa, out).await;
     }
 
     let user = cli.global.user.clone();

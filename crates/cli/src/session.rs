@@ -98,10 +98,15 @@ impl Secrets {
             let _ = std::io::stderr().flush();
         }
         let mut line = Zeroizing::new(String::new());
-        let n = self
-            .input
-            .read_line(&mut line)
-            .map_err(|e| CliError::Usage(format!("cannot read {what} from standard input: {e}")))?;
+        let input = &mut self.input;
+        let mut read = || input.read_line(&mut line);
+        // What is typed at a terminal prompt is not shown.
+        let n = if self.interactive {
+            without_echo(&mut read)
+        } else {
+            read()
+        }
+        .map_err(|e| CliError::Usage(format!("cannot read {what} from standard input: {e}")))?;
         if n == 0 {
             return Err(CliError::Usage(format!(
                 "no {what}: set {env} or give it as a line on standard input"
@@ -429,6 +434,22 @@ pub fn parse_json(resp: &ApiResponse) -> Result<Value, CliError> {
     }
     serde_json::from_slice(&resp.body)
         .map_err(|e| CliError::Protocol(format!("answer is not JSON: {e}")))
+}
+
+/// Runs `f` with terminal echo turned off on standard input, and restores it after.
+fn without_echo<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let Ok(saved) = tcgetattr(&stdin) else {
+        return f();
+    };
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    let out = f();
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    out
 }
 
 #[cfg(test)]

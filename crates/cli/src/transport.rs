@@ -388,7 +388,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = mamori_crypto::cert::generate(&mamori_crypto::cert::IdentityRequest {
             common_name: "test".into(),
-            organization: "test".into(),
             dns_names: vec!["localhost".into()],
             ip_addresses: vec!["127.0.0.1".parse().unwrap()],
             validity_days: 1,

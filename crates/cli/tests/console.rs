@@ -425,7 +425,10 @@ async fn recover_needs_no_login() {
         "one-time password for admin: recover-9876\nadmin must change it at the next login\n"
     );
     assert_eq!(calls(&c.api), ["POST /api/v1/console/recover"]);
-    assert_eq!(c.api.bodies(), [serde_json::json!({"username": "admin"})]);
+    assert_eq!(
+        c.api.bodies(),
+        [serde_json::json!({"username": "admin", "reset_mfa": false})]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,6 @@ impl axum::serve::Listener for TlsListener {
 fn identity(dns: &str, ips: &[&str]) -> TlsIdentity {
     generate(&IdentityRequest {
         common_name: "MG-1 SN0001".into(),
-        organization: "mamori test".into(),
         dns_names: vec![dns.into()],
         ip_addresses: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         validity_days: 2,

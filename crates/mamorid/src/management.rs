@@ -19,7 +19,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use mamori_audit::{Event, EventKind, FileSink, Outcome, Sink};
 use mamori_auth::{AuthService, DeviceFacts, SystemClock};
-use mamori_crypto::aead::Key;
 use mamori_crypto::tls::{self, TlsOptions};
 use mamori_http::state::{DeviceIdentity, StatusProvider, TlsControl};
 use mamori_http::{AppState, Limits};
@@ -76,6 +75,9 @@ fn bind_console(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Runs the management process until SIGTERM or SIGINT.
 pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
+    // Nothing this process creates is for anyone else to read (the certificate is widened
+    // explicitly).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let state_dir = args.state_dir.clone();
     // 1. Everything read from outside the state directory, before landlock closes it.
     let manufacturing = provision::manufacturing(
@@ -112,7 +114,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         None
     };
     // 5. Store, audit, provisioning, TLS.
-    let audit_key = Key::from_bytes(dek.dangerous_raw_bytes())?;
+    let audit_key = dek.derive("audit/interim")?;
     let store = Arc::new(
         Store::open(&state_dir.join("store/mamori.redb"), dek).context("opening the store")?,
     );

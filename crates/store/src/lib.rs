@@ -2,7 +2,8 @@
 //!
 //! An embedded ACID database (redb: copy-on-write B-tree, checksummed commit slots, fsync on
 //! every commit) in which nothing is stored in the clear:
-//! - every value is sealed with AES-256-GCM under the data key, with associated data naming its
+//! - every value is sealed with AES-256-GCM under a key derived from the data key for this one
+//!   purpose, with associated data naming its
 //!   table and key and the schema version, so a value copied to another row does not open;
 //! - every key on disk is an HMAC of the table and the logical key, so usernames and other
 //!   identifiers are not readable from the file either.
@@ -117,9 +118,12 @@ struct Sealer {
 }
 
 impl Sealer {
-    fn new(dek: Key) -> Self {
-        let index_key = hmac_sha256(dek.dangerous_raw_bytes(), b"mamori/store/key-index/v1");
-        Self { dek, index_key }
+    fn new(dek: &Key) -> Result<Self, StoreError> {
+        let index_key = *dek.derive("store/index")?.dangerous_raw_bytes();
+        Ok(Self {
+            dek: dek.derive("store/values")?,
+            index_key,
+        })
     }
 
     fn disk_key(&self, table: Table, key: &str) -> [u8; 32] {
@@ -202,7 +206,7 @@ impl Store {
     pub fn open(path: &Path, dek: Key) -> Result<Self, StoreError> {
         let store = Self {
             db: Database::create(path).map_err(engine)?,
-            sealer: Sealer::new(dek),
+            sealer: Sealer::new(&dek)?,
         };
         // Create every table once so read transactions never meet a missing table, and record
         // or check the schema version.

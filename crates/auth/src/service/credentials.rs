@@ -26,7 +26,13 @@ impl AuthService {
         let now = self.now();
         let settings = self.settings();
         let source = SourceKey::of(origin.source);
-        if let Some(retry_after) = self.volatile().throttle.blocked(source, now) {
+        let blocked = self.volatile().throttle.blocked(source, now);
+        if let Some(retry_after) = blocked {
+            // One record per source per minute: a flood of refused attempts must not flood
+            // the audit log (the throttling itself is recorded when it starts).
+            if !self.volatile().throttle.note_refusal(source, now) {
+                return Err(AuthError::TooManyAttempts { retry_after });
+            }
             self.record(
                 Event::new(EventKind::LoginFailed, Outcome::Failure)
                     .actor(username)

@@ -351,8 +351,11 @@ fn console_recovery_works_only_from_the_console() {
     let f = fixture();
     f.admin_session();
     let admin = Username::parse("admin").unwrap();
-    assert!(f.svc.console_recover(&remote(), &admin).is_err());
-    let otp_pw = f.svc.console_recover(&Origin::CONSOLE, &admin).unwrap();
+    assert!(f.svc.console_recover(&remote(), &admin, false).is_err());
+    let otp_pw = f
+        .svc
+        .console_recover(&Origin::CONSOLE, &admin, false)
+        .unwrap();
     let out = f.svc.login("admin", &otp_pw, None, remote()).unwrap();
     assert!(out.session.must_change_password);
     assert!(f.audit.kinds().contains(&EventKind::CredentialReset));
@@ -420,6 +423,27 @@ fn a_credential_reset_revokes_the_users_tokens() {
     let (_, p) = f.admin_session();
     let t = f.svc.create_token(&p, "ci", Role::Viewer, 30).unwrap();
     let admin = Username::parse("admin").unwrap();
-    f.svc.console_recover(&Origin::CONSOLE, &admin).unwrap();
+    f.svc
+        .console_recover(&Origin::CONSOLE, &admin, false)
+        .unwrap();
     assert!(f.svc.authenticate_token(&t.token, remote()).is_err());
+}
+
+/// S3.1-03 R4: a sole administrator who lost the authenticator and the recovery codes gets
+/// back in through the console, which can remove the second factor.
+#[test]
+fn console_recovery_can_remove_a_lost_second_factor() {
+    let f = fixture();
+    let (_, p) = f.admin_session();
+    let e = f.svc.totp_enroll(&p).unwrap();
+    let secret = BASE32_NOPAD.decode(e.secret.as_bytes()).unwrap();
+    let code = otp::totp_code(&secret, otp::time_step(f.svc.now()));
+    f.svc.totp_verify(&p, &code).unwrap();
+    let admin = Username::parse("admin").unwrap();
+    let pw = f
+        .svc
+        .console_recover(&Origin::CONSOLE, &admin, true)
+        .unwrap();
+    let out = f.svc.login("admin", &pw, None, remote()).unwrap();
+    assert!(!out.session.mfa_enabled);
 }

@@ -172,11 +172,12 @@ impl AuthService {
         &self,
         origin: &Origin,
         username: &Username,
+        reset_mfa: bool,
     ) -> Result<String, AuthError> {
         if origin.channel != Channel::Console {
             return Err(AuthError::Forbidden);
         }
-        self.reset(username, false, true, "console", origin)
+        self.reset(username, reset_mfa, true, "console", origin)
     }
 
     fn reset(

@@ -10,12 +10,17 @@ use crate::session::{Secrets, Session, parse_json};
 use crate::transport::Transport;
 
 /// `POST /api/v1/console/recover` without logging in (the console peer is the credential).
-pub async fn run(transport: Transport, username: &str, out: Output) -> Result<(), CliError> {
+pub async fn run(
+    transport: Transport,
+    username: &str,
+    reset_mfa: bool,
+    out: Output,
+) -> Result<(), CliError> {
     seg(username)?;
     // No password is needed or read.
     let secrets = Secrets::from_env(username);
     let mut session = Session::new(transport, secrets, None, None);
-    let body = json!({ "username": username });
+    let body = json!({ "username": username, "reset_mfa": reset_mfa });
     let resp = session
         .call(Method::POST, "/api/v1/console/recover", Some(&body))
         .await?;

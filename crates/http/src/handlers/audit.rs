@@ -1,11 +1,12 @@
 //! Reading the audit log.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use mamori_audit::Event;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// `?limit=N` (1–1000, default 100).
@@ -18,7 +19,7 @@ pub struct Limit {
 /// The newest audit events, oldest first.
 pub async fn events(
     State(state): State<AppState>,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

@@ -18,9 +18,13 @@ use crate::state::AppState;
 pub struct RecoverRequest {
     /// The account to recover.
     pub username: Username,
+    /// Also remove the account's second factor (authenticator and recovery codes lost).
+    #[serde(default)]
+    pub reset_mfa: bool,
 }
 
-/// Resets an account's password to a one-time password, unlocks and enables it.
+/// Resets an account's password to a one-time password, unlocks and enables it, and with
+/// `reset_mfa` removes its second factor.
 pub async fn recover(
     State(state): State<AppState>,
     conn: ConnInfo,
@@ -28,7 +32,7 @@ pub async fn recover(
 ) -> Result<Json<OneTimePassword>, ApiError> {
     let origin = conn.origin;
     let one_time_password = state
-        .run_hashing(move |auth| auth.console_recover(&origin, &req.username))
+        .run_hashing(move |auth| auth.console_recover(&origin, &req.username, req.reset_mfa))
         .await?;
     Ok(Json(OneTimePassword { one_time_password }))
 }

@@ -1,12 +1,12 @@
 //! The caller's own sessions.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use mamori_auth::service::SessionListing;
 
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::{ApiPath, Caller};
 use crate::state::AppState;
 
 /// Lists the caller's sessions.
@@ -18,7 +18,7 @@ pub async fn list(State(state): State<AppState>, Caller(p): Caller) -> Json<Vec<
 pub async fn revoke(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::NotFound);

@@ -1,7 +1,7 @@
 //! The caller's API tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use mamori_auth::model::Role;
 use mamori_auth::service::{NewToken, TokenListing};
@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller, Text};
+use crate::extract::{ApiJson, ApiPath, Caller, Text};
 use crate::state::AppState;
 
 /// Lists the caller's tokens.
@@ -49,7 +49,7 @@ pub async fn create(
 pub async fn revoke(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::NotFound);

@@ -1,7 +1,7 @@
 //! User administration.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use mamori_auth::model::{Role, Username};
 use mamori_auth::service::UserListing;
@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller, PasswordText};
+use crate::extract::{ApiJson, ApiPath, Caller, PasswordText};
 use crate::state::AppState;
 
 fn username(s: &str) -> Result<Username, ApiError> {
@@ -88,7 +88,7 @@ pub struct UpdateUser {
 pub async fn update(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<StatusCode, ApiError> {
     let name = username(&name)?;
@@ -107,7 +107,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = username(&name)?;
     state.run(move |auth| auth.delete_user(&p, &name)).await?;
@@ -134,7 +134,7 @@ pub struct OneTimePassword {
 pub async fn reset(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<Json<OneTimePassword>, ApiError> {
     let name = username(&name)?;
