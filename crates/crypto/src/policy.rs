@@ -66,6 +66,11 @@ pub const ALGORITHMS: &[Algorithm] = &[
         basis: "LS-0001 AES + GCM",
     },
     Algorithm {
+        purpose: "Per-purpose subkeys of the data key",
+        algorithm: "HMAC-SHA-256 over a purpose label (the HKDF-Expand step, one block)",
+        basis: "LS-0001 HMAC + SHA-256 (HKDF built only from listed primitives)",
+    },
+    Algorithm {
         purpose: "Password storage",
         algorithm: "PBKDF2-HMAC-SHA-256, 600,000 iterations, 16-byte salt, parameters stored per hash",
         basis: "LS-0001 HMAC + SHA-256 (PBKDF2 built only from listed primitives)",
