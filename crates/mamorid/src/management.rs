@@ -57,6 +57,29 @@ fn host_facts() -> DeviceFacts {
     }
 }
 
+/// The host's own unicast addresses (no link-local ones), for the certificate when listening on
+/// all addresses.
+fn host_ips() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<std::net::IpAddr> = addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .filter(|ip| match ip {
+            std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn bind_console(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -86,6 +109,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         args.serial.as_deref(),
     )?;
     let mut facts = host_facts();
+    let host_ips = host_ips();
     // 2. Listeners.
     let tcp = TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tcp.set_nonblocking(true)?;
@@ -135,7 +159,12 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         use std::io::Write;
         std::io::stdout().flush()?;
     }
-    let tls_record = provision::tls(&store, args.listen, &state_dir.join("tls/device-cert.pem"))?;
+    let tls_record = provision::tls(
+        &store,
+        args.listen,
+        &host_ips,
+        &state_dir.join("tls/device-cert.pem"),
+    )?;
     let tls_options: TlsOptions = store
         .get(
             mamori_store::Table::Settings,

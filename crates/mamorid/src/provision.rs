@@ -59,6 +59,9 @@ pub struct TlsRecord {
     pub key_der: Vec<u8>,
     /// Unix seconds.
     pub not_after: u64,
+    /// IP addresses in the certificate's subject alternative names.
+    #[serde(default)]
+    pub ip_addresses: Vec<IpAddr>,
 }
 
 fn valid_model(s: &str) -> bool {
@@ -166,25 +169,29 @@ pub fn provision(
 /// The device's TLS identity: loaded from the store, or generated (first start, or when the
 /// certificate is about to expire). The certificate is also written to `cert_path` for clients
 /// to pin.
-pub fn tls(store: &Store, listen: SocketAddr, cert_path: &Path) -> anyhow::Result<TlsRecord> {
+pub fn tls(
+    store: &Store,
+    listen: SocketAddr,
+    host_ips: &[IpAddr],
+    cert_path: &Path,
+) -> anyhow::Result<TlsRecord> {
     let now = unix_now();
     let record = match store.get::<TlsRecord>(Table::Identity, TLS_KEY)? {
-        Some(r) if r.not_after > now + RENEW_BEFORE_SECONDS => r,
+        Some(r) if r.not_after > now + RENEW_BEFORE_SECONDS && covers(&r, listen) => r,
         existing => {
-            if existing.is_some() {
+            if let Some(r) = existing {
                 tracing::info!(
-                    "device certificate expires within 30 days; generating a new key and certificate"
+                    expiring = r.not_after <= now + RENEW_BEFORE_SECONDS,
+                    "device certificate expires within 30 days or does not name the listen \
+                     address; generating a new key and certificate (clients must pin it again)"
                 );
             }
-            let mut ips: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
-            if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
-                ips.push(listen.ip());
-            }
+            let ips = certificate_ips(listen, host_ips);
             let generated = cert::generate(&IdentityRequest {
                 // Readable before login: no model, serial or software name (S3.1-24).
                 common_name: "device management".into(),
                 dns_names: vec!["localhost".into()],
-                ip_addresses: ips,
+                ip_addresses: ips.clone(),
                 validity_days: CERT_DAYS,
             })?;
             let r = TlsRecord {
@@ -192,6 +199,7 @@ pub fn tls(store: &Store, listen: SocketAddr, cert_path: &Path) -> anyhow::Resul
                 cert_pem: generated.cert_pem.clone(),
                 key_der: generated.key_pkcs8_der.to_vec(),
                 not_after: now + u64::from(CERT_DAYS) * 86_400,
+                ip_addresses: ips,
             };
             store.write(|tx| tx.put(Table::Identity, TLS_KEY, &r))?;
             r
@@ -204,9 +212,64 @@ pub fn tls(store: &Store, listen: SocketAddr, cert_path: &Path) -> anyhow::Resul
     Ok(record)
 }
 
+/// The addresses a new certificate names: loopback, and the listen address, or every address of
+/// the host when listening on all of them (then a later address change needs a new certificate
+/// by hand; rotating the key whenever DHCP moves would break every client's pin).
+fn certificate_ips(listen: SocketAddr, host_ips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    let extra: Vec<IpAddr> = if listen.ip().is_unspecified() {
+        host_ips.to_vec()
+    } else {
+        vec![listen.ip()]
+    };
+    for ip in extra {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
+/// Whether a stored certificate names a specific listen address.
+fn covers(r: &TlsRecord, listen: SocketAddr) -> bool {
+    listen.ip().is_unspecified()
+        || listen.ip().is_loopback() && r.ip_addresses.is_empty()
+        || r.ip_addresses.contains(&listen.ip())
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_names_the_listen_address_or_the_host_addresses() {
+        let host: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        let specific = certificate_ips("192.0.2.1:443".parse().unwrap(), &host);
+        assert!(specific.contains(&"192.0.2.1".parse().unwrap()));
+        assert!(!specific.contains(&"192.0.2.7".parse().unwrap()));
+        let any = certificate_ips("0.0.0.0:443".parse().unwrap(), &host);
+        assert!(host.iter().all(|ip| any.contains(ip)));
+        assert!(any.contains(&IpAddr::from(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn a_changed_listen_address_is_not_covered_by_the_old_certificate() {
+        let r = TlsRecord {
+            cert_der: vec![],
+            cert_pem: String::new(),
+            key_der: vec![],
+            not_after: 0,
+            ip_addresses: vec![Ipv4Addr::LOCALHOST.into(), "192.0.2.1".parse().unwrap()],
+        };
+        assert!(covers(&r, "192.0.2.1:443".parse().unwrap()));
+        assert!(!covers(&r, "192.0.2.2:443".parse().unwrap()));
+        assert!(covers(&r, "[::]:443".parse().unwrap()));
+    }
 }
