@@ -96,31 +96,8 @@ impl Device {
             .arg(&self.state)
             .arg("--listen")
             .arg(self.addr.to_string())
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "warn");
-        // Own process group, so kill() reaches the parent and the management process.
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        let mut child = cmd.spawn().expect("spawn mamorid");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(pw) = line.strip_prefix("initial admin password: ") {
-                    let _ = tx.send(pw.to_string());
-                }
-            }
-        });
-        // Keep stderr drained (and visible with --nocapture).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[mamorid] {line}");
-            }
-        });
+            .args(&self.extra_args);
+        let (child, rx) = launch(cmd);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -249,6 +226,50 @@ impl Device {
     }
 }
 
+/// Starts a prepared `mamorid` command in its own process group (so a kill reaches the parent
+/// and the management process), drains its output, and hands back the label password line
+/// when the device prints it.
+pub fn launch(mut cmd: Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn")
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn mamorid");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(pw) = line.strip_prefix("initial admin password: ") {
+                let _ = tx.send(pw.to_string());
+            }
+        }
+    });
+    // Keep stderr drained (and visible with --nocapture).
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[mamorid] {line}");
+        }
+    });
+    (child, rx)
+}
+
+/// Reads a whole answer.
+pub fn answer(r: reqwest::blocking::Response) -> Answer {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
 impl Drop for Device {
     fn drop(&mut self) {
         self.kill9();
@@ -278,17 +299,7 @@ pub struct Client {
 
 impl Client {
     fn read(r: reqwest::Result<reqwest::blocking::Response>) -> Answer {
-        let r = r.expect("request failed at the transport level");
-        let status = r.status();
-        let headers = r.headers().clone();
-        let text = r.text().unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-            text,
-        }
+        answer(r.expect("request failed at the transport level"))
     }
 
     pub fn get(&self, path: &str) -> Answer {

@@ -156,20 +156,6 @@ pub fn fill(path: &str, value: &str) -> String {
     out
 }
 
-/// Reads a whole answer into the harness's [`Answer`].
-fn answer(r: reqwest::blocking::Response) -> Answer {
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        text,
-    }
-}
-
 /// Sends any request through `c` with extra headers (the cookie jar still applies).
 pub fn send(
     c: &Client,

@@ -4,7 +4,7 @@
 //! a non-root user).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -84,20 +84,6 @@ pub fn raw_client_for(cert: &Path, local: &str) -> reqwest::blocking::Client {
 /// [`raw_client_for`] a harness device.
 pub fn raw_client(d: &Device, local: &str) -> reqwest::blocking::Client {
     raw_client_for(&d.cert_path(), local)
-}
-
-/// Reads a reqwest answer whole into the harness's [`Answer`].
-pub fn answer(r: reqwest::blocking::Response) -> Answer {
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        text,
-    }
 }
 
 /// The `__Host-mamori-session` value an answer sets, if any.
@@ -527,29 +513,8 @@ impl Daemon {
         cmd.arg("--state-dir")
             .arg(&state)
             .arg("--listen")
-            .arg(addr.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "warn");
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        let mut child = cmd.spawn().expect("spawn mamorid");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(pw) = line.strip_prefix("initial admin password: ") {
-                    let _ = tx.send(pw.to_string());
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[mamorid] {line}");
-            }
-        });
+            .arg(addr.to_string());
+        let (child, rx) = launch(cmd);
         let mut d = Daemon {
             state,
             addr,
