@@ -312,6 +312,20 @@ impl std::fmt::Debug for AuthService {
     }
 }
 
+/// Leaves exactly one account, the initial administrator with the label password, inside the
+/// caller's transaction: the manufacturing state (S3.1-01 R4, S3.1-02).
+pub fn install_initial_admin(
+    tx: &mut mamori_store::WriteTxn<'_>,
+    label_password_hash: &str,
+    now: u64,
+) -> Result<(), mamori_store::StoreError> {
+    for (name, _) in tx.list::<serde_json::Value>(Table::Users)? {
+        tx.delete(Table::Users, &name)?;
+    }
+    let admin = User::initial_admin(label_password_hash.to_string(), now);
+    tx.put(Table::Users, admin.username.as_str(), &admin)
+}
+
 /// A freshly generated password that passes the policy, for labels, resets and recovery.
 pub fn generate_password(facts: &DeviceFacts, username: &str) -> Result<String, AuthError> {
     let policy = Policy::default();
@@ -413,20 +427,6 @@ impl AuthService {
         })
     }
     // ---------------------------------------------------------------- provisioning
-
-    /// Creates the initial `admin` account with the label password, if no user exists yet.
-    /// Returns whether it was created.
-    pub fn create_initial_admin(&self, label_password_hash: &str) -> Result<bool, AuthError> {
-        let now = self.now();
-        self.store.write(|tx| {
-            if !tx.list::<User>(Table::Users)?.is_empty() {
-                return Ok(false);
-            }
-            let admin = User::initial_admin(label_password_hash.to_string(), now);
-            tx.put(Table::Users, admin.username.as_str(), &admin)?;
-            Ok::<_, AuthError>(true)
-        })
-    }
 
     // ---------------------------------------------------------------- settings
 

@@ -141,16 +141,6 @@ impl Sessions {
             });
         out
     }
-
-    /// Number of live sessions.
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    /// True if there are none.
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
 }
 
 /// Whether a session is past a timeout, and which.

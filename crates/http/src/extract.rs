@@ -4,8 +4,6 @@
 //! [`crate::MAX_BODY_BYTES`], and decode into a type that rejects unknown fields and checks every
 //! value (S3.1-38). A failure answers 4xx with a clear message and changes nothing.
 
-use std::net::IpAddr;
-
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use bytes::Bytes;
@@ -214,13 +212,6 @@ pub type PasswordText = Text<1, 128>;
 pub struct ConnInfo {
     /// Channel and peer address.
     pub origin: Origin,
-}
-
-impl ConnInfo {
-    /// The peer address, if any.
-    pub fn peer(&self) -> Option<IpAddr> {
-        self.origin.source
-    }
 }
 
 /// The authenticated caller, placed in the request by the access guard.

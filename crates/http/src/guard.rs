@@ -46,8 +46,13 @@ async fn authenticate(
             .run(move |auth| auth.authenticate_token(&token, origin))
             .await;
     }
-    let secret = session_cookie(headers).ok_or(AuthError::Unauthenticated)?;
-    Ok(state.auth.authenticate_session(secret, origin)?)
+    let secret = session_cookie(headers)
+        .ok_or(AuthError::Unauthenticated)?
+        .to_string();
+    // Off the event loop: an expiry found here is written to the audit log with an fsync.
+    state
+        .run(move |auth| auth.authenticate_session(&secret, origin))
+        .await
 }
 
 /// Checks the endpoint's access rule and hands the caller to the handler.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use mamori_auth::DeviceFacts;
-use mamori_auth::model::{User, Username};
+use mamori_auth::service::install_initial_admin;
 use mamori_crypto::cert::{self, IdentityRequest};
 use mamori_crypto::{password, random};
 use mamori_store::{Store, Table};
@@ -146,23 +146,17 @@ pub fn provision(
         provisioned_at: now,
         label_password_hash: hash.clone(),
     };
-    let admin = User::initial_admin(hash, now);
     let created = store.write(|tx| {
         if tx.get::<Identity>(Table::Identity, DEVICE_KEY)?.is_some() {
             return Ok::<_, mamori_store::StoreError>(false);
         }
         tx.put(Table::Identity, DEVICE_KEY, &id)?;
-        // Manufacturing state: no account but the initial administrator (S3.1-01 R4).
-        for (name, _) in tx.list::<serde_json::Value>(Table::Users)? {
-            tx.delete(Table::Users, &name)?;
-        }
-        tx.put(Table::Users, admin.username.as_str(), &admin)?;
+        install_initial_admin(tx, &hash, now)?;
         Ok(true)
     })?;
     if !created {
         return Ok((identity(store)?.context("identity vanished")?, None));
     }
-    debug_assert!(Username::parse(mamori_auth::model::INITIAL_ADMIN).is_ok());
     Ok((id, Some(label)))
 }
 

@@ -44,6 +44,10 @@ fn fixture() -> Fixture {
         Arc::new(Store::open(&dir.path().join("s.redb"), Key::generate().unwrap()).unwrap());
     let clock = Arc::new(ManualClock(AtomicU64::new(1_000_000)));
     let audit = Arc::new(Recorder::default());
+    let label = password::hash(LABEL).unwrap();
+    store
+        .write(|tx| install_initial_admin(tx, &label, 1_000_000))
+        .unwrap();
     let svc = AuthService::new(
         store,
         audit.clone(),
@@ -56,10 +60,6 @@ fn fixture() -> Fixture {
         },
     )
     .unwrap();
-    assert!(
-        svc.create_initial_admin(&password::hash(LABEL).unwrap())
-            .unwrap()
-    );
     Fixture {
         _dir: dir,
         svc,
