@@ -27,6 +27,40 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
+/// True if the connection's source is still on the management allowlist. It is checked at
+/// accept; this catches connections opened before a change.
+pub fn source_allowed(state: &AppState, conn: &ConnInfo) -> bool {
+    conn.origin
+        .source
+        .is_none_or(|addr| state.auth.access().allows(addr))
+}
+
+/// The principal behind the request's session cookie. Web pages use this: they take no bearer
+/// tokens, so a token cannot be replayed through a browser.
+pub async fn session_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    origin: Origin,
+) -> Result<Principal, ApiError> {
+    let secret = session_cookie(headers)
+        .ok_or(AuthError::Unauthenticated)?
+        .to_string();
+    // Off the event loop: an expiry found here is written to the audit log with an fsync.
+    state
+        .run(move |auth| auth.authenticate_session(&secret, origin))
+        .await
+}
+
+/// Records that `principal` was refused `method path` by its role.
+pub fn record_denied(state: &AppState, principal: &Principal, method: &str, path: &str) {
+    state.audit_record(
+        Event::new(EventKind::AccessDenied, Outcome::Failure)
+            .actor(principal.username.as_str())
+            .source(principal.origin.label())
+            .details(json!({"method": method, "path": path, "role": principal.role})),
+    );
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -46,13 +80,7 @@ async fn authenticate(
             .run(move |auth| auth.authenticate_token(&token, origin))
             .await;
     }
-    let secret = session_cookie(headers)
-        .ok_or(AuthError::Unauthenticated)?
-        .to_string();
-    // Off the event loop: an expiry found here is written to the audit log with an fsync.
-    state
-        .run(move |auth| auth.authenticate_session(&secret, origin))
-        .await
+    session_principal(state, headers, origin).await
 }
 
 /// Checks the endpoint's access rule and hands the caller to the handler.
@@ -66,10 +94,7 @@ pub async fn guard(
         .get::<ConnInfo>()
         .copied()
         .ok_or(ApiError::Internal("connection info missing".into()))?;
-    // The allowlist is checked at accept; this catches connections opened before a change.
-    if let Some(addr) = conn.origin.source
-        && !state.auth.access().allows(addr)
-    {
+    if !source_allowed(&state, &conn) {
         return Err(ApiError::SourceNotAllowed);
     }
     match access {
@@ -83,15 +108,7 @@ pub async fn guard(
             let principal = authenticate(&state, req.headers(), conn.origin).await?;
             if let Err(e) = principal.check(requirement, state.auth.now()) {
                 if matches!(e, AuthError::Forbidden | AuthError::TokenNotAllowed) {
-                    state.audit_record(
-                        Event::new(EventKind::AccessDenied, Outcome::Failure)
-                            .actor(principal.username.as_str())
-                            .source(conn.origin.label())
-                            .details(
-                                json!({"method": req.method().as_str(), "path": req.uri().path(),
-                                "role": principal.role}),
-                            ),
-                    );
+                    record_denied(&state, &principal, req.method().as_str(), req.uri().path());
                 }
                 return Err(e.into());
             }

@@ -5,15 +5,14 @@ use axum::response::Response;
 
 const HEADERS: &[(HeaderName, &str)] = &[
     (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
+    (header::CONTENT_SECURITY_POLICY, CSP),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
-    (header::CACHE_CONTROL, "no-store"),
 ];
+
+/// The Content-Security-Policy of every response: no inline script or style, no framing.
+pub const CSP: &str = "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Adds the security headers and strips any `Server` header.
 pub async fn add(mut resp: Response) -> Response {
@@ -29,6 +28,10 @@ pub async fn add(mut resp: Response) -> Response {
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
     );
+    // Nothing is cached unless a handler says so (only the UI's static assets do).
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.remove(header::SERVER);
     resp
 }

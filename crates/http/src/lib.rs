@@ -21,9 +21,9 @@
 
 pub mod error;
 pub mod extract;
-mod guard;
+pub mod guard;
 pub mod handlers;
-mod headers;
+pub mod headers;
 pub mod listener;
 pub mod openapi;
 pub mod registry;
@@ -38,7 +38,7 @@ pub const SESSION_COOKIE: &str = "__Host-mamori-session";
 /// Largest request body accepted anywhere, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Builds the router for all endpoints.
-pub fn router(state: AppState) -> axum::Router {
-    registry::router(state)
+/// Builds the router for the JSON API and the given web UI pages (none on the console).
+pub fn router(state: AppState, pages: Vec<registry::Endpoint>) -> axum::Router {
+    registry::router(state, pages)
 }

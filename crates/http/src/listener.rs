@@ -142,9 +142,13 @@ fn service(
     }))
 }
 
-/// Serves HTTPS on `listener` until the process ends.
-pub async fn serve_https(listener: TcpListener, state: AppState, limits: Limits) {
-    let router = crate::router(state.clone());
+/// Serves `router` (the API and the web UI) over HTTPS on `listener` until the process ends.
+pub async fn serve_https(
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    limits: Limits,
+) {
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_source = Arc::new(PerSource::default());
     let refusals = RefusalLog::default();
@@ -204,7 +208,8 @@ pub async fn serve_https(listener: TcpListener, state: AppState, limits: Limits)
 /// Serves the console API over plain HTTP/1.1 on a Unix socket. Only root and the daemon's own
 /// user may connect (checked with the kernel's peer credentials); anyone else is dropped.
 pub async fn serve_console(listener: UnixListener, state: AppState, limits: Limits) {
-    let router = crate::router(state.clone());
+    // The console speaks the JSON API only; there are no pages to render on it.
+    let router = crate::router(state.clone(), Vec::new());
     let own_uid = nix::unistd::geteuid().as_raw();
     let total = Arc::new(Semaphore::new(16));
     loop {

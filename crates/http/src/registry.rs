@@ -48,14 +48,68 @@ pub struct Endpoint {
     pub request: Option<SchemaFn>,
     /// Response body schema, if it answers with JSON.
     pub response: Option<SchemaFn>,
+    /// The JSON API or a page of the web UI (pages are left out of the OpenAPI document).
+    pub surface: Surface,
     route: fn() -> MethodRouter<AppState>,
+    guard: GuardLayer,
+}
+
+/// Which face of the management interface an endpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    /// The JSON API under `/api/v1` (and the liveness probe).
+    Api,
+    /// The server-rendered web UI and its assets.
+    Page,
+}
+
+/// Wraps an endpoint's handler in the guard that enforces its access rule. The JSON API and
+/// the web UI have one each: same decisions, different ways of saying no.
+pub type GuardLayer = fn(MethodRouter<AppState>, AppState, Access) -> MethodRouter<AppState>;
+
+fn api_guard(
+    route: MethodRouter<AppState>,
+    state: AppState,
+    access: Access,
+) -> MethodRouter<AppState> {
+    route.layer(axum::middleware::from_fn_with_state(
+        (state, access),
+        guard::guard,
+    ))
+}
+
+impl Endpoint {
+    /// A web UI endpoint, guarded by `guard` (the UI's own). Used by the web UI crate, which
+    /// depends on this one.
+    pub fn page(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        route: fn() -> MethodRouter<AppState>,
+        guard: GuardLayer,
+    ) -> Self {
+        Endpoint {
+            method,
+            path,
+            access,
+            summary,
+            request: None,
+            response: None,
+            surface: Surface::Page,
+            route,
+            guard,
+        }
+    }
 }
 
 fn schema<T: JsonSchema>() -> Option<SchemaFn> {
     Some(|g| g.subschema_for::<T>())
 }
 
-const fn needs(permission: Permission) -> Access {
+/// Access for an endpoint that needs `permission`.
+pub const fn needs(permission: Permission) -> Access {
     Access::Authenticated(Requirement {
         permission,
         reauth: false,
@@ -63,7 +117,8 @@ const fn needs(permission: Permission) -> Access {
     })
 }
 
-const fn needs_reauth(permission: Permission) -> Access {
+/// Access for an endpoint that needs `permission` and a fresh re-authentication.
+pub const fn needs_reauth(permission: Permission) -> Access {
     Access::Authenticated(Requirement {
         permission,
         reauth: true,
@@ -71,7 +126,8 @@ const fn needs_reauth(permission: Permission) -> Access {
     })
 }
 
-const fn own(allowed_when: Allowed, reauth: bool) -> Access {
+/// Access for an endpoint acting on the caller's own account.
+pub const fn own(allowed_when: Allowed, reauth: bool) -> Access {
     Access::Authenticated(Requirement {
         permission: Permission::OwnAccount,
         reauth,
@@ -88,7 +144,9 @@ macro_rules! endpoint {
             summary: $summary,
             request: $req,
             response: $resp,
+            surface: Surface::Api,
             route: || $route,
+            guard: api_guard,
         }
     };
 }
@@ -179,14 +237,12 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// Builds the router: each endpoint behind the guard for its own access rule.
-pub fn router(state: AppState) -> Router {
+/// Builds the router for the API endpoints and `pages` (the web UI's, or none): each endpoint
+/// behind the guard for its own access rule.
+pub fn router(state: AppState, pages: Vec<Endpoint>) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
-    for e in endpoints() {
-        let guarded = (e.route)().layer(axum::middleware::from_fn_with_state(
-            (state.clone(), e.access),
-            guard::guard,
-        ));
+    for e in endpoints().into_iter().chain(pages) {
+        let guarded = (e.guard)((e.route)(), state.clone(), e.access);
         let merged = match by_path.remove(e.path) {
             Some(existing) => existing.merge(guarded),
             None => guarded,

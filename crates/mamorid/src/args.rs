@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,4 +29,67 @@ pub struct Args {
     /// Internal: run as the management process under a privileged parent.
     #[arg(long, hide = true)]
     pub child: bool,
+}
+
+impl Args {
+    /// Makes the paths absolute: the management process starts in `/`, so a relative path
+    /// given on the command line would name something else there.
+    pub fn absolutize(&mut self) -> std::io::Result<()> {
+        self.state_dir = std::path::absolute(&self.state_dir)?;
+        if let Some(p) = &self.provision_file {
+            self.provision_file = Some(std::path::absolute(p)?);
+        }
+        Ok(())
+    }
+
+    /// The arguments for the management process: these, spelled out, plus `--child`.
+    pub fn for_child(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![
+            "--state-dir".into(),
+            self.state_dir.clone().into(),
+            "--listen".into(),
+            self.listen.to_string().into(),
+            "--user".into(),
+            self.user.clone().into(),
+        ];
+        if let Some(p) = &self.provision_file {
+            out.extend(["--provision-file".into(), p.clone().into_os_string()]);
+        }
+        if let Some(m) = &self.model {
+            out.extend(["--model".into(), m.into()]);
+        }
+        if let Some(s) = &self.serial {
+            out.extend(["--serial".into(), s.into()]);
+        }
+        out.push("--child".into());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_child_gets_the_same_arguments_with_absolute_paths() {
+        let mut a = Args::parse_from([
+            "mamorid",
+            "--state-dir",
+            "state",
+            "--listen",
+            "127.0.0.1:9443",
+            "--serial",
+            "S1",
+        ]);
+        a.absolutize().unwrap();
+        let child =
+            Args::parse_from(std::iter::once(OsString::from("mamorid")).chain(a.for_child()));
+        assert!(child.state_dir.is_absolute());
+        assert_eq!(child.state_dir, a.state_dir);
+        assert_eq!(child.listen, a.listen);
+        assert_eq!(child.serial.as_deref(), Some("S1"));
+        assert!(child.child);
+    }
 }

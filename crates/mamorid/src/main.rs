@@ -46,15 +46,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Err(e) = args.absolutize() {
+        tracing::error!("the state directory path cannot be resolved: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = if args.child {
         Parent::from_stdin()
             .map_err(anyhow::Error::from)
             .and_then(|parent| management::run(&args, parent))
     } else if nix::unistd::geteuid().is_root() {
-        let mut child_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        child_args.push("--child".into());
-        let mut cfg = ParentConfig::new(&args.state_dir, child_args);
+        let mut cfg = ParentConfig::new(&args.state_dir, args.for_child());
         cfg.child_user.clone_from(&args.user);
         check_reachable(&args.state_dir)
             .and_then(|()| run_parent(cfg).map_err(anyhow::Error::from))

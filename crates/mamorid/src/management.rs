@@ -225,6 +225,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         store,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
+    let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -234,7 +235,12 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let limits = Limits::default();
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         let console = tokio::net::UnixListener::from_std(console)?;
-        tokio::spawn(mamori_http::serve_https(tcp, state.clone(), limits));
+        // The HTTPS listener serves the JSON API and the web UI; the console, the API only.
+        let router = mamori_webui::attach(
+            mamori_http::router(state.clone(), mamori_webui::endpoints()),
+            ui,
+        );
+        tokio::spawn(mamori_http::serve_https(tcp, router, state.clone(), limits));
         tokio::spawn(mamori_http::serve_console(console, state.clone(), limits));
         let sweeper = auth.clone();
         tokio::spawn(async move {

@@ -120,7 +120,9 @@ pub async fn reauth(
             auth.reauthenticate(
                 &p,
                 req.password.as_str(),
-                req.totp.as_ref().map(|t| t.as_str()),
+                mamori_auth::service::SecondFactor::from_code(
+                    req.totp.as_ref().map(|t| t.as_str()),
+                ),
             )
         })
         .await?;

@@ -28,33 +28,57 @@ fn uptime_seconds() -> u64 {
         .map_or(0, |t| u64::try_from(t.tv_sec()).unwrap_or(0))
 }
 
-/// Model, serial, firmware version, uptime and time.
-pub async fn device(State(state): State<AppState>) -> Json<DeviceInfo> {
-    Json(DeviceInfo {
+/// The device's identity and clock, as the API and the UI dashboard show them.
+pub fn device_info(state: &AppState) -> DeviceInfo {
+    DeviceInfo {
         model: state.device.model.clone(),
         serial: state.device.serial.clone(),
         firmware_version: state.device.firmware_version.clone(),
         uptime_seconds: uptime_seconds(),
         time: mamori_audit::now_rfc3339(),
-    })
+    }
+}
+
+/// Model, serial, firmware version, uptime and time.
+pub async fn device(State(state): State<AppState>) -> Json<DeviceInfo> {
+    Json(device_info(&state))
+}
+
+/// Something about the device's security state that an administrator should act on.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Notice {
+    /// Stable code (the UI shows its own words for each).
+    pub code: &'static str,
+    /// What to do, in English.
+    pub message: &'static str,
+}
+
+/// The device-wide notices, for the status endpoint and the dashboard banner.
+pub fn notices(state: &AppState) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    if state.auth.access().allow.is_empty() {
+        notices.push(Notice {
+            code: "allowlist_open",
+            message: "the management service accepts connections from any address; set an allowlist",
+        });
+    }
+    if !state
+        .auth
+        .settings()
+        .mfa_required_roles
+        .contains(&mamori_auth::model::Role::Admin)
+    {
+        notices.push(Notice {
+            code: "mfa_not_required_for_admin",
+            message: "administrators are not required to use a second factor",
+        });
+    }
+    notices
 }
 
 /// Status: the device, the process separation and sandbox, TLS, and notices for the admin.
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let access = state.auth.access();
-    let settings = state.auth.settings();
-    let mut notices = Vec::new();
-    if access.allow.is_empty() {
-        notices.push(json!({"code": "allowlist_open",
-            "message": "the management service accepts connections from any address; set an allowlist"}));
-    }
-    if !settings
-        .mfa_required_roles
-        .contains(&mamori_auth::model::Role::Admin)
-    {
-        notices.push(json!({"code": "mfa_not_required_for_admin",
-            "message": "administrators are not required to use a second factor"}));
-    }
+    let notices = notices(&state);
     let mut answer = json!({
         "device": {
             "model": state.device.model,

@@ -1,0 +1,140 @@
+//! Form bodies: read once by the guard (to check the CSRF token), then decoded by handlers.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::page::{PageCtx, error_page};
+
+/// Time allowed to receive a form.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a form body was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not `application/x-www-form-urlencoded`.
+    NotAForm,
+    /// Larger than the limit.
+    TooLarge,
+    /// Not received in time.
+    Timeout,
+    /// Not valid urlencoding.
+    Malformed,
+}
+
+/// Reads a urlencoded body, at most [`mamori_http::MAX_BODY_BYTES`], into its raw bytes and
+/// its decoded pairs.
+pub async fn read(
+    req: Request,
+) -> Result<(axum::http::request::Parts, Bytes, Vec<(String, String)>), BodyError> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(BodyError::NotAForm);
+    }
+    let (parts, body) = req.into_parts();
+    let limited = axum::body::to_bytes(body, mamori_http::MAX_BODY_BYTES);
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, limited)
+        .await
+        .map_err(|_| BodyError::Timeout)?
+        .map_err(|_| BodyError::TooLarge)?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&bytes).map_err(|_| BodyError::Malformed)?;
+    Ok((parts, bytes, pairs))
+}
+
+/// A decoded form. Unknown fields (the CSRF token among them) are ignored; every value a
+/// handler uses is typed and bounded by `T`.
+#[derive(Debug)]
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let ctx = req.extensions().get::<PageCtx>().cloned();
+        // The guard has already limited and checked the body.
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|_| {
+            let lang = ctx.as_ref().map_or(crate::i18n::Lang::En, |c| c.lang);
+            error_page(
+                ctx.as_ref(),
+                axum::http::StatusCode::BAD_REQUEST,
+                &lang
+                    .pick(
+                        "The form was incomplete or a value was out of range.",
+                        "フォームの内容が不完全か、値が範囲外です。",
+                    )
+                    .to_string(),
+            )
+        })
+    }
+}
+
+/// Text of at most `MAX` characters; browsers send empty fields as empty strings, which this
+/// keeps (handlers decide what empty means).
+#[derive(Debug, Clone, Default)]
+pub struct Field<const MAX: usize>(String);
+
+impl<const MAX: usize> Field<MAX> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, or `None` if empty.
+    pub fn non_empty(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+impl<'de, const MAX: usize> Deserialize<'de> for Field<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.chars().count() > MAX {
+            return Err(serde::de::Error::custom("too long"));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// A checkbox: present ("on") or absent.
+pub fn checkbox<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(s == "on")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Login {
+        username: Field<8>,
+        #[serde(default, deserialize_with = "checkbox")]
+        remember: bool,
+    }
+
+    #[test]
+    fn fields_are_bounded_and_extra_fields_ignored() {
+        let f: Login = serde_urlencoded::from_str("username=alice&csrf=x&remember=on").unwrap();
+        assert_eq!(f.username.as_str(), "alice");
+        assert!(f.remember);
+        assert!(serde_urlencoded::from_str::<Login>("username=aliceandbob").is_err());
+        let f: Login = serde_urlencoded::from_str("username=").unwrap();
+        assert_eq!(f.username.non_empty(), None);
+        assert!(!f.remember);
+    }
+}

@@ -1,0 +1,258 @@
+//! Languages, and the words every page shares.
+//!
+//! Each page module keeps its own texts as one struct with an English and a Japanese value, so
+//! a text missing in one language is a compile error, not a blank on the screen (S3.1-43).
+
+use axum::http::{HeaderMap, header};
+use mamori_auth::AuthError;
+use mamori_http::error::ApiError;
+
+/// Cookie that remembers the chosen language. Not a secret; `__Host-` keeps it ours.
+pub const LANG_COOKIE: &str = "__Host-mamori-lang";
+
+/// A language of the UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Japanese.
+    Ja,
+}
+
+impl Lang {
+    /// The language for a request: the cookie, else the browser's first preference we know.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        if let Some(l) = crate::cookies::get(headers, LANG_COOKIE).and_then(Lang::parse) {
+            return l;
+        }
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        for part in accept.split(',') {
+            let tag = part.split(';').next().unwrap_or_default().trim();
+            let primary = tag.split('-').next().unwrap_or_default();
+            if let Some(l) = Lang::parse(&primary.to_ascii_lowercase()) {
+                return l;
+            }
+        }
+        Lang::En
+    }
+
+    /// Parses `en` or `ja`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "ja" => Some(Lang::Ja),
+            _ => None,
+        }
+    }
+
+    /// The BCP 47 tag for `<html lang>`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+
+    /// The other language, offered by the switcher.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Ja,
+            Lang::Ja => Lang::En,
+        }
+    }
+
+    /// The language's own name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Ja => "日本語",
+        }
+    }
+
+    /// Picks the text for this language.
+    pub fn pick<T>(self, en: T, ja: T) -> T {
+        match self {
+            Lang::En => en,
+            Lang::Ja => ja,
+        }
+    }
+}
+
+/// Words of the frame around every page.
+#[derive(Debug)]
+pub struct Common {
+    pub product: &'static str,
+    pub skip_to_content: &'static str,
+    pub nav_label: &'static str,
+    pub nav_dashboard: &'static str,
+    pub nav_users: &'static str,
+    pub nav_access: &'static str,
+    pub nav_account: &'static str,
+    pub logout: &'static str,
+    pub signed_in_as: &'static str,
+    pub back: &'static str,
+    pub error_title: &'static str,
+    pub security_info: &'static str,
+}
+
+/// The frame's words in English.
+pub const COMMON_EN: Common = Common {
+    product: "mamori device management",
+    skip_to_content: "Skip to content",
+    nav_label: "Main",
+    nav_dashboard: "Dashboard",
+    nav_users: "Users",
+    nav_access: "Management access",
+    nav_account: "My account",
+    logout: "Log out",
+    signed_in_as: "Signed in as",
+    back: "Back",
+    error_title: "Something went wrong",
+    security_info: "Security information",
+};
+
+/// The frame's words in Japanese.
+pub const COMMON_JA: Common = Common {
+    product: "mamori 機器管理",
+    skip_to_content: "本文へ移動",
+    nav_label: "メイン",
+    nav_dashboard: "ダッシュボード",
+    nav_users: "ユーザー",
+    nav_access: "管理アクセス",
+    nav_account: "アカウント",
+    logout: "ログアウト",
+    signed_in_as: "ログイン中",
+    back: "戻る",
+    error_title: "エラーが発生しました",
+    security_info: "セキュリティ情報",
+};
+
+impl Lang {
+    /// The frame's words.
+    pub fn common(self) -> &'static Common {
+        self.pick(&COMMON_EN, &COMMON_JA)
+    }
+}
+
+/// A refusal in the user's language. Messages come from the service's decision, never from
+/// the input: nothing the user typed is echoed back through an error.
+pub fn error_message(lang: Lang, e: &ApiError) -> String {
+    use AuthError as A;
+    let ja = lang == Lang::Ja;
+    let text = |en: &str, jp: &str| if ja { jp.to_string() } else { en.to_string() };
+    match e {
+        ApiError::Auth(a) => match a {
+            A::AuthenticationFailed => text(
+                "The username or password is wrong.",
+                "ユーザー名またはパスワードが違います。",
+            ),
+            A::MfaRequired => text(
+                "The second factor is missing or wrong.",
+                "二要素認証のコードまたはセキュリティキーが確認できませんでした。",
+            ),
+            A::Unauthenticated => text(
+                "Your session has ended. Please log in again.",
+                "セッションが終了しました。もう一度ログインしてください。",
+            ),
+            A::Forbidden => text(
+                "Your role does not allow this.",
+                "このロールではこの操作はできません。",
+            ),
+            A::TooManyAttempts { retry_after } => {
+                if ja {
+                    format!(
+                        "このアドレスからの失敗が多すぎます。{retry_after} 秒後に再試行してください。"
+                    )
+                } else {
+                    format!(
+                        "Too many failed attempts from this address. Try again in {retry_after} s."
+                    )
+                }
+            }
+            A::PasswordRejected(r) => {
+                if ja {
+                    format!("このパスワードは使えません: {}", r.reason_ja)
+                } else {
+                    format!("This password cannot be used: it {}", r.reason)
+                }
+            }
+            A::ReauthRequired => text(
+                "Confirm your password to continue.",
+                "続行するにはパスワードを再入力してください。",
+            ),
+            A::NotFound(_) => text("Not found.", "見つかりません。"),
+            // The service's own words for these are written for people, in English; the
+            // Japanese side gets the same meaning in general terms.
+            A::InvalidRequest(m) | A::Conflict(m) | A::ConfirmationRequired(m) => {
+                if ja {
+                    format!("入力を確認してください ({m})")
+                } else {
+                    m.clone()
+                }
+            }
+            _ => text(
+                "The request could not be completed.",
+                "要求を完了できませんでした。",
+            ),
+        },
+        ApiError::SourceNotAllowed => text(
+            "This address may not use the management service.",
+            "このアドレスからは管理機能を利用できません。",
+        ),
+        ApiError::Busy => text(
+            "The device is busy. Try again in a moment.",
+            "機器が混み合っています。しばらくしてから再試行してください。",
+        ),
+        ApiError::BodyTooLarge => text("The form is too large.", "フォームが大きすぎます。"),
+        _ => text(
+            "The request could not be completed.",
+            "要求を完了できませんでした。",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with(name: header::HeaderName, v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn cookie_wins_over_accept_language() {
+        let mut h = with(header::ACCEPT_LANGUAGE, "ja-JP,ja;q=0.9");
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-mamori-lang=en"),
+        );
+        assert_eq!(Lang::of(&h), Lang::En);
+    }
+
+    #[test]
+    fn browser_preference_is_followed() {
+        assert_eq!(
+            Lang::of(&with(header::ACCEPT_LANGUAGE, "ja-JP,en;q=0.5")),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::of(&with(header::ACCEPT_LANGUAGE, "fr-FR,ja;q=0.5")),
+            Lang::Ja
+        );
+        assert_eq!(Lang::of(&with(header::ACCEPT_LANGUAGE, "fr-FR")), Lang::En);
+        assert_eq!(Lang::of(&HeaderMap::new()), Lang::En);
+    }
+
+    #[test]
+    fn an_unknown_cookie_value_is_ignored() {
+        let h = with(header::COOKIE, "__Host-mamori-lang=<script>");
+        assert_eq!(Lang::of(&h), Lang::En);
+    }
+}

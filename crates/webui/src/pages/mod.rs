@@ -1,0 +1,98 @@
+//! The pages, one module each, and the list of every UI URL with its access rule.
+
+use axum::http::Method;
+use axum::routing::{get, post};
+use mamori_auth::model::Permission;
+use mamori_auth::service::Allowed;
+use mamori_http::registry::{Access, Endpoint, needs, own};
+
+const fn own_reauth(allowed_when: Allowed) -> Access {
+    own(allowed_when, true)
+}
+
+use crate::guard;
+
+pub mod account;
+pub mod dashboard;
+pub mod login;
+pub mod mfa;
+pub mod reauth;
+pub mod security;
+pub mod setup;
+
+macro_rules! page {
+    ($method:ident $path:literal, $access:expr, $summary:literal, $route:expr) => {
+        Endpoint::page(
+            Method::$method,
+            $path,
+            $access,
+            $summary,
+            || $route,
+            guard::layer,
+        )
+    };
+}
+
+/// Every URL of the web UI.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Permission::*;
+    vec![
+        page!(GET "/", Access::Public, "Sends the browser to the UI.",
+            get(|| async { crate::page::see_other("/ui/") })),
+        page!(GET "/assets/{name}", Access::Public, "Stylesheet, script and icon (embedded).",
+            get(crate::assets::serve)),
+        page!(GET "/ui/security", Access::Public, "Security information (S3.1-43).",
+            get(security::show)),
+        page!(POST "/ui/language", Access::Public, "Switch the UI language.",
+            post(login::language)),
+        page!(GET "/ui/login", Access::Public, "Login page.", get(login::show)),
+        page!(POST "/ui/login", Access::Public, "Login: username and password.",
+            post(login::submit)),
+        page!(GET "/ui/login/verify", Access::Public, "Login: the second factor.",
+            get(login::verify_show)),
+        page!(POST "/ui/login/verify", Access::Public, "Login: check the second factor.",
+            post(login::verify_submit)),
+        page!(POST "/ui/login/verify/challenge", Access::Public,
+            "Login: a WebAuthn challenge for a pending login.", post(login::verify_challenge)),
+        page!(POST "/ui/logout", own(Allowed::Always, false), "Log out.", post(login::logout)),
+        page!(GET "/ui/", needs(DeviceRead), "Dashboard.", get(dashboard::show)),
+        page!(GET "/ui/setup", own(Allowed::DuringPasswordChange, false),
+            "First-time setup: replace the label password.", get(setup::show)),
+        page!(POST "/ui/setup", own(Allowed::DuringPasswordChange, false),
+            "First-time setup: set the new password.", post(setup::submit)),
+        page!(POST "/ui/password/check", own(Allowed::DuringPasswordChange, false),
+            "Explains whether a candidate password meets the rules (live, while typing).",
+            post(setup::check)),
+        page!(GET "/ui/reauth", own(Allowed::DuringMfaEnrollment, false),
+            "Re-authentication prompt.", get(reauth::show)),
+        page!(POST "/ui/reauth", own(Allowed::DuringMfaEnrollment, false),
+            "Re-authenticate, then continue the interrupted action.", post(reauth::submit)),
+        page!(POST "/ui/reauth/challenge", own(Allowed::DuringMfaEnrollment, false),
+            "Re-authentication: a WebAuthn challenge.", post(reauth::challenge)),
+        page!(GET "/ui/account", own(Allowed::Unrestricted, false),
+            "My account: password, sessions, API tokens.", get(account::show)),
+        page!(POST "/ui/account/password", own(Allowed::Unrestricted, false),
+            "Change my password (needs the current one).", post(account::change_password)),
+        page!(POST "/ui/account/sessions/{id}/revoke", own(Allowed::Unrestricted, false),
+            "End one of my sessions.", post(account::revoke_session)),
+        page!(POST "/ui/account/tokens", own_reauth(Allowed::Unrestricted),
+            "Create an API token; its secret is shown once.", post(account::create_token)),
+        page!(POST "/ui/account/tokens/{id}/revoke", own(Allowed::Unrestricted, false),
+            "Revoke one of my API tokens.", post(account::revoke_token)),
+        page!(GET "/ui/account/mfa", own(Allowed::DuringMfaEnrollment, false),
+            "My second factors.", get(mfa::show)),
+        page!(POST "/ui/account/mfa/totp", own_reauth(Allowed::DuringMfaEnrollment),
+            "Start authenticator-app enrolment.", post(mfa::totp_enroll)),
+        page!(POST "/ui/account/mfa/totp/verify", own(Allowed::DuringMfaEnrollment, false),
+            "Confirm authenticator-app enrolment; shows recovery codes once.",
+            post(mfa::totp_verify)),
+        page!(POST "/ui/account/mfa/totp/disable", own_reauth(Allowed::Unrestricted),
+            "Remove the authenticator app.", post(mfa::totp_disable)),
+        page!(POST "/ui/account/mfa/keys/challenge", own_reauth(Allowed::DuringMfaEnrollment),
+            "Security-key registration: WebAuthn creation options.", post(mfa::key_challenge)),
+        page!(POST "/ui/account/mfa/keys", own_reauth(Allowed::DuringMfaEnrollment),
+            "Register a security key.", post(mfa::key_register)),
+        page!(POST "/ui/account/mfa/keys/{id}/delete", own_reauth(Allowed::Unrestricted),
+            "Remove a security key.", post(mfa::key_remove)),
+    ]
+}
