@@ -96,3 +96,80 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Remove a security key.", post(mfa::key_remove)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// S3.1-24: before login a browser reaches only the login pages, the security
+    /// information, the language switch and the static assets.
+    #[test]
+    fn only_the_login_pages_and_assets_are_public() {
+        let public: Vec<_> = endpoints()
+            .into_iter()
+            .filter(|e| e.access == Access::Public)
+            .map(|e| format!("{} {}", e.method, e.path))
+            .collect();
+        assert_eq!(
+            public,
+            [
+                "GET /",
+                "GET /assets/{name}",
+                "GET /ui/security",
+                "POST /ui/language",
+                "GET /ui/login",
+                "POST /ui/login",
+                "GET /ui/login/verify",
+                "POST /ui/login/verify",
+                "POST /ui/login/verify/challenge",
+            ]
+        );
+    }
+
+    /// Every page that changes users or security settings needs a fresh re-authentication,
+    /// as the API's endpoints do.
+    #[test]
+    fn user_and_security_changes_need_reauth() {
+        for e in endpoints() {
+            if let Access::Authenticated(r) = e.access
+                && e.method != Method::GET
+                && matches!(
+                    r.permission,
+                    Permission::UsersManage | Permission::SecurityManage
+                )
+            {
+                assert!(r.reauth, "{} {} lacks re-auth", e.method, e.path);
+            }
+        }
+    }
+
+    /// The UI and the API share one router: no method and path may be declared twice.
+    #[test]
+    fn no_route_is_declared_twice_across_api_and_ui() {
+        let mut seen = std::collections::HashSet::new();
+        for e in mamori_http::registry::endpoints()
+            .into_iter()
+            .chain(endpoints())
+        {
+            assert!(
+                seen.insert((e.method.clone(), e.path)),
+                "{} {} twice",
+                e.method,
+                e.path
+            );
+        }
+    }
+
+    /// Pages live under /ui/ (and the assets under /assets/), so the API's namespace and the
+    /// UI's never overlap.
+    #[test]
+    fn pages_stay_in_their_namespace() {
+        for e in endpoints() {
+            assert!(
+                e.path == "/" || e.path.starts_with("/ui/") || e.path.starts_with("/assets/"),
+                "{}",
+                e.path
+            );
+        }
+    }
+}
