@@ -32,6 +32,9 @@ pub const AEAD_MESSAGE_LIMIT: u64 = 1 << 32;
 pub const TOTP_STEP_SECONDS: u64 = 30;
 /// TOTP digits.
 pub const TOTP_DIGITS: u32 = 6;
+/// COSE algorithm identifiers (RFC 9053) a WebAuthn security key may use: ES256 (-7) only, as
+/// CRYPTO-POLICY.md asks. Registration requests exactly these and refuses any other key.
+pub const WEBAUTHN_COSE_ALGORITHMS: &[i64] = &[-7];
 
 /// Everything mamori uses, in one place.
 pub const ALGORITHMS: &[Algorithm] = &[
@@ -89,6 +92,11 @@ pub const ALGORITHMS: &[Algorithm] = &[
         purpose: "One-time passwords (TOTP)",
         algorithm: "RFC 6238 with HMAC-SHA-256, 6 digits, 30 s step",
         basis: "LS-0001 HMAC + SHA-256 (SHA-1 TOTP not used)",
+    },
+    Algorithm {
+        purpose: "WebAuthn security keys",
+        algorithm: "ES256 (ECDSA P-256 with SHA-256), verified by webauthn-rs-core (RustCrypto p256)",
+        basis: "LS-0001 ECDSA; LS-0003 128-bit security",
     },
     Algorithm {
         purpose: "Randomness (keys, salts, nonces, session ids, passwords)",
