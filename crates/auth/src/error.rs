@@ -14,7 +14,7 @@ pub enum AuthError {
     #[error("authentication failed")]
     AuthenticationFailed,
     /// The password was right but the second factor is missing or wrong.
-    #[error("a valid second factor (TOTP code or recovery code) is required")]
+    #[error("a valid second factor (TOTP code, recovery code or security key) is required")]
     MfaRequired,
     /// No valid session or token.
     #[error("not authenticated or session expired")]

@@ -1,5 +1,6 @@
-//! Accounts, roles, passwords, brute-force defence, sessions, API tokens, TOTP and
-//! re-authentication: everything that decides who may do what on the device.
+//! Accounts, roles, passwords, brute-force defence, sessions, API tokens, second factors (TOTP,
+//! WebAuthn security keys, recovery codes) and re-authentication: everything that decides who
+//! may do what on the device.
 //!
 //! Security properties (JC-STAR ★3):
 //! - no account exists that an administrator did not create, except the one initial `admin`
@@ -11,7 +12,10 @@
 //! - changes to credentials, users and security settings need a re-authentication within the
 //!   last five minutes (S3.1-01 R2, S3.1-03 R3);
 //! - sessions time out when idle and absolutely (S3.1-01 R3); the session id changes at login
-//!   and whenever the session gains privilege.
+//!   and whenever the session gains privilege;
+//! - a second factor is checked after the password, in the same request or in a second step
+//!   whose ticket is short-lived, bound to its source and limited to three attempts; a wrong
+//!   second factor counts like a wrong password.
 //!
 //! What it does not do: it speaks no HTTP (see `mamori-http`) and keeps no audit log of its own
 //! (it reports to an `mamori_audit::Sink`). Password hashing is CPU-bound; callers run these
@@ -25,7 +29,7 @@ pub mod settings;
 pub mod throttle;
 
 pub use error::AuthError;
-pub use service::{AuthService, DeviceFacts, Origin, Principal, Via};
+pub use service::{AuthService, DeviceFacts, Origin, Principal, SecondFactor, Via};
 
 /// Alphabet for generated passwords and recovery codes: no 0/O/o, 1/l/I/i, to be read off a
 /// label without ambiguity.

@@ -130,12 +130,26 @@ pub struct Totp {
     pub confirmed: bool,
     /// The last time step accepted, so a code cannot be replayed.
     pub last_step: u64,
-    /// SHA-256 hashes (hex) of the unused recovery codes.
-    pub recovery_codes: Vec<String>,
+}
+
+/// A registered WebAuthn security key (ES256 only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecurityKeyRecord {
+    /// Short random public id (hex), for listing and removal.
+    pub id: String,
+    /// The label the user gave it (1–64 characters).
+    pub name: String,
+    /// The credential: id, public key, signature counter, flags seen at registration.
+    pub credential: webauthn_rs_core::proto::Credential,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds of the last successful use.
+    pub last_used_at: Option<u64>,
 }
 
 /// A stored user account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredUser")]
 pub struct User {
     /// The name.
     pub username: Username,
@@ -152,14 +166,84 @@ pub struct User {
     pub created_at: u64,
     /// Unix seconds.
     pub password_changed_at: u64,
-    /// The second factor, if any.
+    /// The TOTP factor, if any (pending until confirmed).
     pub totp: Option<Totp>,
+    /// Registered security keys.
+    #[serde(default)]
+    pub security_keys: Vec<SecurityKeyRecord>,
+    /// SHA-256 hashes (hex) of the unused recovery codes. They belong to the account, not to
+    /// one factor: issued when the first second factor is confirmed, cleared with the last.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
     /// Consecutive failed logins since the last success or lock.
     pub failed_logins: u32,
     /// How many times the account was locked since the last success (drives escalation).
     pub lock_count: u32,
     /// Locked (for network logins from untrusted sources) until this unix time.
     pub locked_until: Option<u64>,
+}
+
+/// A user record as read from the store, including records written before security keys
+/// existed, when the recovery codes were kept inside `totp`.
+#[derive(Deserialize)]
+struct StoredUser {
+    username: Username,
+    role: Role,
+    password_hash: String,
+    must_change_password: bool,
+    disabled: bool,
+    created_at: u64,
+    password_changed_at: u64,
+    totp: Option<StoredTotp>,
+    #[serde(default)]
+    security_keys: Vec<SecurityKeyRecord>,
+    #[serde(default)]
+    recovery_codes: Vec<String>,
+    failed_logins: u32,
+    lock_count: u32,
+    locked_until: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StoredTotp {
+    secret: Vec<u8>,
+    confirmed: bool,
+    last_step: u64,
+    /// Where recovery codes lived before they moved to the account.
+    #[serde(default)]
+    recovery_codes: Vec<String>,
+}
+
+impl From<StoredUser> for User {
+    fn from(s: StoredUser) -> Self {
+        let mut recovery_codes = s.recovery_codes;
+        let totp = s.totp.map(|t| {
+            // Migrate on read; the next write stores the new layout.
+            if recovery_codes.is_empty() {
+                recovery_codes = t.recovery_codes;
+            }
+            Totp {
+                secret: t.secret,
+                confirmed: t.confirmed,
+                last_step: t.last_step,
+            }
+        });
+        Self {
+            username: s.username,
+            role: s.role,
+            password_hash: s.password_hash,
+            must_change_password: s.must_change_password,
+            disabled: s.disabled,
+            created_at: s.created_at,
+            password_changed_at: s.password_changed_at,
+            totp,
+            security_keys: s.security_keys,
+            recovery_codes,
+            failed_logins: s.failed_logins,
+            lock_count: s.lock_count,
+            locked_until: s.locked_until,
+        }
+    }
 }
 
 impl User {
@@ -175,6 +259,8 @@ impl User {
             created_at: now,
             password_changed_at: now,
             totp: None,
+            security_keys: Vec::new(),
+            recovery_codes: Vec::new(),
             failed_logins: 0,
             lock_count: 0,
             locked_until: None,
@@ -191,9 +277,19 @@ impl User {
         )
     }
 
-    /// True if a confirmed second factor is enrolled.
+    /// True if a confirmed second factor is enrolled: TOTP or at least one security key.
     pub fn mfa_enabled(&self) -> bool {
+        self.has_totp() || self.has_security_keys()
+    }
+
+    /// True if a confirmed TOTP factor is enrolled (a pending enrolment does not count).
+    pub fn has_totp(&self) -> bool {
         self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
+
+    /// True if at least one security key is registered.
+    pub fn has_security_keys(&self) -> bool {
+        !self.security_keys.is_empty()
     }
 }
 

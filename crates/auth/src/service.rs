@@ -11,9 +11,11 @@ use mamori_password_policy::{Context as PolicyContext, Policy};
 use mamori_store::{Store, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use webauthn_rs_core::WebauthnCore;
+use webauthn_rs_core::proto::AuthenticationState;
 
 use crate::error::AuthError;
-use crate::model::{Channel, Permission, Role, Totp, User, Username};
+use crate::model::{Channel, Permission, Role, SecurityKeyRecord, Totp, User, Username};
 use crate::sessions::{Restriction, Session, Sessions, expiry, secret_hash};
 use crate::settings::{AccessPolicy, AuthSettings};
 use crate::throttle::{SourceKey, SourceThrottle, escalate};
@@ -293,6 +295,12 @@ struct Volatile {
     phantoms: HashMap<String, Phantom>,
     token_last_used: HashMap<String, u64>,
     tokens_seen: HashSet<String>,
+    /// Logins whose password was right and whose second factor is awaited.
+    tickets: Tickets,
+    /// Security-key registrations in progress, by session hash.
+    registrations: Ceremonies<PendingRegistration>,
+    /// Security-key re-authentication challenges, by session hash.
+    reauth_challenges: Ceremonies<AuthenticationState>,
 }
 
 /// The authentication service.
@@ -303,6 +311,8 @@ pub struct AuthService {
     facts: DeviceFacts,
     settings: RwLock<AuthSettings>,
     access: RwLock<AccessPolicy>,
+    /// The WebAuthn verifier for the configured RP id; replaced when the settings change.
+    webauthn: RwLock<Arc<WebauthnCore>>,
     volatile: Mutex<Volatile>,
 }
 
@@ -362,6 +372,7 @@ impl AuthService {
         let access = store
             .get(Table::Settings, SETTINGS_ACCESS)?
             .unwrap_or_default();
+        let webauthn = webauthn::relying_party(&settings)?;
         Ok(Self {
             store,
             audit,
@@ -369,6 +380,7 @@ impl AuthService {
             facts,
             settings: RwLock::new(settings),
             access: RwLock::new(access),
+            webauthn: RwLock::new(Arc::new(webauthn)),
             volatile: Mutex::new(Volatile::default()),
         })
     }
@@ -384,6 +396,13 @@ impl AuthService {
         self.settings
             .read()
             .map_or_else(|p| p.into_inner().clone(), |s| s.clone())
+    }
+
+    /// The WebAuthn verifier for the current RP id.
+    fn webauthn(&self) -> Arc<WebauthnCore> {
+        self.webauthn
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |w| Arc::clone(&w))
     }
 
     /// The current management access policy.
@@ -433,10 +452,12 @@ impl AuthService {
     /// Replaces the authentication settings.
     pub fn set_settings(&self, p: &Principal, new: AuthSettings) -> Result<(), AuthError> {
         new.validate().map_err(AuthError::InvalidRequest)?;
+        let webauthn = webauthn::relying_party(&new)?;
         let old = self.settings();
         self.store
             .write(|tx| tx.put(Table::Settings, SETTINGS_AUTH, &new))?;
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        *self.webauthn.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(webauthn);
         self.record_by(
             p,
             EventKind::SettingsChanged,
@@ -481,8 +502,16 @@ mod mfa;
 mod passwords;
 mod tokens;
 mod users;
+mod webauthn;
 
-use mfa::{recovery_code_hash, totp_match};
+use credentials::FactorCheck;
+use login::Tickets;
+use mfa::{new_recovery_codes, recovery_code_hash, totp_match};
+use webauthn::{Ceremonies, PendingRegistration};
+pub use webauthn::{
+    LoginStep, PendingLogin, SecondFactor, SecondFactorMethods, SecurityKeyEnrolled,
+    SecurityKeyListing,
+};
 
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,18 @@ pub struct AuthSettings {
     /// Absolute session lifetime in seconds (60–86400, default 28800).
     #[schemars(range(min = 60, max = 86400))]
     pub absolute_timeout_seconds: u64,
+    /// WebAuthn relying-party id: the DNS name under which the web UI is opened (default
+    /// `localhost`). Security keys work only when the UI is opened at `https://` this name (any
+    /// port), never at an IP address. Changing it invalidates every registered security key:
+    /// keys are bound to the RP id, and users must sign in with TOTP or a recovery code and
+    /// register them again.
+    #[serde(default = "default_webauthn_rp_id")]
+    #[schemars(length(min = 1, max = 253))]
+    pub webauthn_rp_id: String,
+}
+
+fn default_webauthn_rp_id() -> String {
+    "localhost".into()
 }
 
 impl Default for AuthSettings {
@@ -47,6 +59,7 @@ impl Default for AuthSettings {
             mfa_required_roles: Vec::new(),
             idle_timeout_seconds: 600,
             absolute_timeout_seconds: 8 * 3600,
+            webauthn_rp_id: default_webauthn_rp_id(),
         }
     }
 }
@@ -89,8 +102,43 @@ impl AuthSettings {
         if roles.len() != self.mfa_required_roles.len() {
             return Err("mfa_required_roles lists a role twice".into());
         }
-        Ok(())
+        check_rp_id(&self.webauthn_rp_id)
+            .map_err(|why| format!("webauthn_rp_id must be a DNS name: {why}"))
     }
+}
+
+/// A WebAuthn RP id must be a host name that browsers accept as one: lowercase letters, digits,
+/// '-' and '.', labels of 1–63 characters, at most 253 in all, and no IP address (browsers
+/// refuse WebAuthn on IP origins), so no port either.
+fn check_rp_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > 253 {
+        return Err("1 to 253 characters");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err("only lowercase letters, digits, '-' and '.' (no port, no scheme)");
+    }
+    for label in id.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each label between dots has 1 to 63 characters");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label does not start or end with '-'");
+        }
+    }
+    // Browsers read "192.168.1.1", and also shorthands such as "127.1", as IPv4 addresses; a
+    // numeric last label is what makes them do so.
+    if id.parse::<std::net::IpAddr>().is_ok()
+        || id
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("not an IP address");
+    }
+    Ok(())
 }
 
 /// Which sources may reach the management service (S3.1-01 R7), and which of them are trusted
@@ -188,6 +236,60 @@ mod tests {
         for s in bad {
             assert!(s.validate().is_err(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn webauthn_rp_id_must_be_a_dns_name() {
+        let with = |id: &str| AuthSettings {
+            webauthn_rp_id: id.into(),
+            ..Default::default()
+        };
+        for good in [
+            "localhost",
+            "gateway.example.jp",
+            "mg-100.lan",
+            "a1.b2",
+            "x",
+        ] {
+            with(good)
+                .validate()
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            "192.168.1.1",
+            "127.1",
+            "::1",
+            "[::1]",
+            "2001:db8::1",
+            "gateway:8443",
+            "localhost:443",
+            "Gateway.example.jp",
+            "LOCALHOST",
+            "https://gateway",
+            "gate way",
+            "gateway.",
+            ".gateway",
+            "a..b",
+            "-gateway",
+            "gateway-.lan",
+            "ゲートウェイ",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(with(bad).validate().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn settings_stored_before_webauthn_still_load() {
+        let old = r#"{"lockout_threshold":5,"lockout_base_seconds":60,"lockout_max_seconds":3600,
+            "source_threshold":10,"password_min_length":12,"mfa_required_roles":[],
+            "idle_timeout_seconds":600,"absolute_timeout_seconds":28800}"#;
+        let s: AuthSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(s, AuthSettings::default());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Checking credentials, with all brute-force accounting: the one path for login, re-authentication and password change.
+//! Checking credentials, with all brute-force accounting: the one path for login (one-shot and
+//! two-step), re-authentication and password change.
 
 use mamori_audit::{Event, EventKind, Outcome};
 use serde_json::json;
@@ -6,15 +7,15 @@ use serde_json::json;
 use super::*;
 
 impl AuthService {
-    fn exempt_from_account_lock(&self, origin: &Origin) -> bool {
+    pub(super) fn exempt_from_account_lock(&self, origin: &Origin) -> bool {
         match origin.source {
             None => origin.channel == Channel::Console,
             Some(addr) => self.access().is_trusted(addr),
         }
     }
 
-    /// Verifies a username, password and second factor with all brute-force accounting.
-    /// Used by login, re-authentication and password change alike.
+    /// Verifies a username, password and TOTP or recovery code with all brute-force accounting.
+    /// Used by password change (which then ignores a missing second factor).
     pub(super) fn verify_credentials(
         &self,
         username: &str,
@@ -23,24 +24,83 @@ impl AuthService {
         origin: &Origin,
         purpose: &'static str,
     ) -> Result<User, AuthError> {
+        self.verify_password_and_factor(
+            username,
+            password_text,
+            SecondFactor::from_code(totp),
+            None,
+            origin,
+            purpose,
+        )
+        .map(|(user, _)| user)
+    }
+
+    /// Verifies a username, password and second factor with all brute-force accounting: the
+    /// one-shot path of login and re-authentication. `key_state` is the challenge a
+    /// security-key assertion must answer. Returns the user and which factor was used.
+    pub(super) fn verify_password_and_factor(
+        &self,
+        username: &str,
+        password_text: &str,
+        factor: SecondFactor<'_>,
+        key_state: Option<AuthenticationState>,
+        origin: &Origin,
+        purpose: &'static str,
+    ) -> Result<(User, Option<&'static str>), AuthError> {
+        let mut user = self.check_password(username, password_text, origin, purpose)?;
+        let mut used = None;
+        if user.mfa_enabled() {
+            match self.check_factor(&mut user, factor, key_state, origin)? {
+                FactorCheck::Missing => return Err(AuthError::MfaRequired),
+                FactorCheck::Wrong(reason) => {
+                    self.second_factor_failed(username, origin, purpose, reason)?;
+                    return Err(AuthError::MfaRequired);
+                }
+                FactorCheck::Passed(f) => used = Some(f),
+            }
+        }
+        Ok((self.credentials_succeeded(user, origin)?, used))
+    }
+
+    /// Refuses at once while the source is throttled, recording the refusal at most once a
+    /// minute: a flood of refused attempts must not flood the audit log (the throttling
+    /// itself is recorded when it starts).
+    pub(super) fn refuse_if_throttled(
+        &self,
+        username: &str,
+        origin: &Origin,
+        purpose: &'static str,
+    ) -> Result<(), AuthError> {
         let now = self.now();
-        let settings = self.settings();
         let source = SourceKey::of(origin.source);
         let blocked = self.volatile().throttle.blocked(source, now);
-        if let Some(retry_after) = blocked {
-            // One record per source per minute: a flood of refused attempts must not flood
-            // the audit log (the throttling itself is recorded when it starts).
-            if !self.volatile().throttle.note_refusal(source, now) {
-                return Err(AuthError::TooManyAttempts { retry_after });
-            }
+        let Some(retry_after) = blocked else {
+            return Ok(());
+        };
+        if self.volatile().throttle.note_refusal(source, now) {
             self.record(
                 Event::new(EventKind::LoginFailed, Outcome::Failure)
                     .actor(username)
                     .source(origin.label())
                     .details(json!({"purpose": purpose, "reason": "source_throttled"})),
             );
-            return Err(AuthError::TooManyAttempts { retry_after });
         }
+        Err(AuthError::TooManyAttempts { retry_after })
+    }
+
+    /// Checks the password with all brute-force accounting (source throttle, account lock,
+    /// unknown users locked like real ones, equal work either way) and returns the usable
+    /// account. Clears nothing on success: that waits for the second factor.
+    pub(super) fn check_password(
+        &self,
+        username: &str,
+        password_text: &str,
+        origin: &Origin,
+        purpose: &'static str,
+    ) -> Result<User, AuthError> {
+        let now = self.now();
+        let settings = self.settings();
+        self.refuse_if_throttled(username, origin, purpose)?;
         let exempt = self.exempt_from_account_lock(origin);
         let user: Option<User> = match Username::parse(username) {
             Ok(name) => self.store.get(Table::Users, name.as_str())?,
@@ -83,53 +143,67 @@ impl AuthService {
         }
         // Password right, account usable: `user` is Some here because password_ok is false
         // for unknown users.
-        let Some(mut user) = user else {
+        let Some(user) = user else {
             return Err(AuthError::AuthenticationFailed);
         };
-        if user.mfa_enabled() {
-            let Some(code) = totp.filter(|c| !c.is_empty()) else {
-                return Err(AuthError::MfaRequired);
-            };
-            if !self.check_second_factor(&mut user, code, origin, now)? {
-                self.count_failure(
-                    username,
-                    true,
-                    origin,
-                    &settings,
-                    now,
-                    purpose,
-                    "wrong_second_factor",
-                )?;
-                return Err(AuthError::MfaRequired);
-            }
+        if !password::needs_rehash(&user.password_hash) {
+            return Ok(user);
         }
-        self.volatile().throttle.succeed(source);
+        let rehash = password::hash(password_text)?;
+        self.modify_user(&user.username, AuthError::AuthenticationFailed, |u| {
+            u.password_hash = rehash;
+            Ok(())
+        })
+    }
+
+    /// Counts a wrong second factor like a wrong password.
+    pub(super) fn second_factor_failed(
+        &self,
+        username: &str,
+        origin: &Origin,
+        purpose: &'static str,
+        reason: &'static str,
+    ) -> Result<(), AuthError> {
+        let settings = self.settings();
+        self.count_failure(
+            username,
+            true,
+            origin,
+            &settings,
+            self.now(),
+            purpose,
+            reason,
+        )
+    }
+
+    /// The whole credential was right: the source's failure count goes, and the account's
+    /// unless the success came from an exempt path.
+    pub(super) fn credentials_succeeded(
+        &self,
+        user: User,
+        origin: &Origin,
+    ) -> Result<User, AuthError> {
+        self.volatile()
+            .throttle
+            .succeed(SourceKey::of(origin.source));
         // A success from an exempt path (console, trusted station) leaves the lock that
         // untrusted sources earned in place: the administrator getting in must not hand an
         // attacker a fresh set of attempts.
-        let clear_lock = !exempt
+        let clear_lock = !self.exempt_from_account_lock(origin)
             && (user.failed_logins > 0 || user.lock_count > 0 || user.locked_until.is_some());
-        let rehash = password::needs_rehash(&user.password_hash)
-            .then(|| password::hash(password_text))
-            .transpose()?;
-        if clear_lock || rehash.is_some() {
-            user = self.modify_user(&user.username, AuthError::AuthenticationFailed, |u| {
-                if clear_lock {
-                    u.failed_logins = 0;
-                    u.lock_count = 0;
-                    u.locked_until = None;
-                }
-                if let Some(h) = &rehash {
-                    u.password_hash.clone_from(h);
-                }
-                Ok(())
-            })?;
+        if !clear_lock {
+            return Ok(user);
         }
-        Ok(user)
+        self.modify_user(&user.username, AuthError::AuthenticationFailed, |u| {
+            u.failed_logins = 0;
+            u.lock_count = 0;
+            u.locked_until = None;
+            Ok(())
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn count_failure(
+    pub(super) fn count_failure(
         &self,
         username: &str,
         exists: bool,
@@ -219,21 +293,46 @@ impl AuthService {
         Ok(())
     }
 
-    /// Checks a TOTP code or a recovery code and consumes it; returns whether it was valid.
-    fn check_second_factor(
+    /// Checks a second factor (and consumes it: a TOTP step, a recovery code, a security-key
+    /// challenge).
+    pub(super) fn check_factor(
+        &self,
+        user: &mut User,
+        factor: SecondFactor<'_>,
+        key_state: Option<AuthenticationState>,
+        origin: &Origin,
+    ) -> Result<FactorCheck, AuthError> {
+        match factor {
+            SecondFactor::None | SecondFactor::Code("") | SecondFactor::SecurityKey("") => {
+                Ok(FactorCheck::Missing)
+            }
+            SecondFactor::Code(code) => Ok(self.check_code(user, code, origin)?.map_or(
+                FactorCheck::Wrong("wrong_second_factor"),
+                FactorCheck::Passed,
+            )),
+            SecondFactor::SecurityKey(json) => {
+                let state = key_state.ok_or_else(|| {
+                    AuthError::InvalidRequest(
+                        "no security-key challenge is pending: request one first".into(),
+                    )
+                })?;
+                self.check_security_key(user, json, &state)
+            }
+        }
+    }
+
+    /// Checks a TOTP code or a recovery code and consumes it; returns which one matched.
+    fn check_code(
         &self,
         user: &mut User,
         code: &str,
         origin: &Origin,
-        now: u64,
-    ) -> Result<bool, AuthError> {
-        let Some(totp) = user.totp.clone() else {
-            return Ok(false);
-        };
+    ) -> Result<Option<&'static str>, AuthError> {
+        let now = self.now();
         let is_totp = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
-        if is_totp {
+        if let Some(totp) = user.totp.clone().filter(|t| t.confirmed && is_totp) {
             let Some(step) = totp_match(&totp.secret, code, now, totp.last_step) else {
-                return Ok(false);
+                return Ok(None);
             };
             self.store.write(|tx| {
                 if let Some(mut u) = tx.get::<User>(Table::Users, user.username.as_str())? {
@@ -244,23 +343,20 @@ impl AuthService {
                 }
                 Ok::<_, AuthError>(())
             })?;
-            return Ok(true);
+            return Ok(Some("totp"));
         }
         let hash = recovery_code_hash(code);
         let used = self.store.write(|tx| {
             let Some(mut u) = tx.get::<User>(Table::Users, user.username.as_str())? else {
                 return Ok::<_, AuthError>(false);
             };
-            let Some(t) = u.totp.as_mut() else {
-                return Ok(false);
-            };
-            let before = t.recovery_codes.len();
-            t.recovery_codes
+            let before = u.recovery_codes.len();
+            u.recovery_codes
                 .retain(|h| !digest::constant_time_eq(h.as_bytes(), hash.as_bytes()));
-            if t.recovery_codes.len() == before {
+            if u.recovery_codes.len() == before {
                 return Ok(false);
             }
-            let left = t.recovery_codes.len();
+            let left = u.recovery_codes.len();
             tx.put(Table::Users, u.username.as_str(), &u)?;
             self.record(
                 Event::new(EventKind::RecoveryCodeUsed, Outcome::Success)
@@ -271,6 +367,17 @@ impl AuthService {
             *user = u;
             Ok(true)
         })?;
-        Ok(used)
+        Ok(used.then_some("recovery_code"))
     }
+}
+
+/// What a second factor proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FactorCheck {
+    /// None was given.
+    Missing,
+    /// It was wrong; the reason for the audit log.
+    Wrong(&'static str),
+    /// It was right: `totp`, `recovery_code` or `security_key`.
+    Passed(&'static str),
 }

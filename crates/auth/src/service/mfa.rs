@@ -1,4 +1,4 @@
-//! The TOTP second factor and its recovery codes.
+//! The TOTP second factor, and the account's recovery codes.
 
 use mamori_audit::EventKind;
 use serde_json::json;
@@ -11,16 +11,15 @@ impl AuthService {
         p.session_hash()?;
         let secret = random::bytes::<32>()?.to_vec();
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
-            if u.mfa_enabled() {
+            if u.has_totp() {
                 return Err(AuthError::Conflict(
-                    "a second factor is already enrolled; disable it first".into(),
+                    "TOTP is already enrolled; disable it first".into(),
                 ));
             }
             u.totp = Some(Totp {
                 secret: secret.clone(),
                 confirmed: false,
                 last_step: 0,
-                recovery_codes: Vec::new(),
             });
             Ok(())
         })?;
@@ -42,7 +41,8 @@ impl AuthService {
     }
 
     /// Confirms a pending TOTP enrolment with a first code. Returns the recovery codes (shown
-    /// once) and, if the session was limited to enrolment, its new secret.
+    /// once; empty when the account already had a second factor, whose codes stay valid) and,
+    /// if the session was limited to enrolment, its new secret.
     pub fn totp_verify(
         &self,
         p: &Principal,
@@ -50,18 +50,10 @@ impl AuthService {
     ) -> Result<(Vec<String>, Option<String>), AuthError> {
         p.session_hash()?;
         let now = self.now();
-        let mut codes = Vec::with_capacity(RECOVERY_CODES);
-        for _ in 0..RECOVERY_CODES {
-            let raw = random::string(UNAMBIGUOUS_ALPHABET, 16)?;
-            codes.push(format!(
-                "{}-{}-{}-{}",
-                &raw[0..4],
-                &raw[4..8],
-                &raw[8..12],
-                &raw[12..16]
-            ));
-        }
+        let (mut codes, hashes) = new_recovery_codes()?;
+        let mut first = false;
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
+            first = !u.mfa_enabled();
             let Some(t) = u.totp.as_mut().filter(|t| !t.confirmed) else {
                 return Err(AuthError::Conflict("no pending TOTP enrolment".into()));
             };
@@ -70,9 +62,14 @@ impl AuthService {
             ))?;
             t.confirmed = true;
             t.last_step = step;
-            t.recovery_codes = codes.iter().map(|c| recovery_code_hash(c)).collect();
+            if first {
+                u.recovery_codes = hashes;
+            }
             Ok(())
         })?;
+        if !first {
+            codes.clear();
+        }
         self.record_by(p, EventKind::MfaChanged, json!({"action": "totp_enabled"}));
         let new_secret = if p.restriction == Some(Restriction::MfaEnrollmentRequired) {
             Some(self.rotate_session(p, |s| s.restriction = None)?)
@@ -82,25 +79,79 @@ impl AuthService {
         Ok((codes, new_secret))
     }
 
-    /// Removes the caller's second factor.
+    /// Removes the caller's TOTP factor (or a pending enrolment). The recovery codes go with
+    /// the account's last factor; a role that requires MFA cannot remove its last one.
     pub fn totp_disable(&self, p: &Principal) -> Result<(), AuthError> {
         let settings = self.settings();
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             if u.totp.is_none() {
-                return Err(AuthError::Conflict("no second factor is enrolled".into()));
+                return Err(AuthError::Conflict("TOTP is not enrolled".into()));
             }
-            if settings.mfa_required_roles.contains(&u.role) {
-                return Err(AuthError::Conflict(format!(
-                    "the {} role requires a second factor",
-                    u.role.as_str()
-                )));
+            if u.has_totp() && !u.has_security_keys() {
+                refuse_removing_required_factor(&settings, u)?;
             }
             u.totp = None;
+            if !u.mfa_enabled() {
+                u.recovery_codes.clear();
+            }
             Ok(())
         })?;
         self.record_by(p, EventKind::MfaChanged, json!({"action": "totp_disabled"}));
         Ok(())
     }
+}
+
+/// Refuses to remove the last second factor of a role that requires one.
+pub(super) fn refuse_removing_required_factor(
+    settings: &AuthSettings,
+    u: &User,
+) -> Result<(), AuthError> {
+    if settings.mfa_required_roles.contains(&u.role) {
+        return Err(AuthError::Conflict(format!(
+            "the {} role requires a second factor; this is your last one",
+            u.role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+impl AuthService {
+    /// How many unused recovery codes the caller has left.
+    pub fn recovery_codes_left(&self, p: &Principal) -> Result<usize, AuthError> {
+        Ok(self
+            .user(&p.username)
+            .map_err(|_| AuthError::Unauthenticated)?
+            .recovery_codes
+            .len())
+    }
+
+    /// Which second factors the caller's account has (for the account pages).
+    pub fn second_factor_methods(
+        &self,
+        p: &Principal,
+    ) -> Result<super::webauthn::SecondFactorMethods, AuthError> {
+        let user = self
+            .user(&p.username)
+            .map_err(|_| AuthError::Unauthenticated)?;
+        Ok(super::webauthn::SecondFactorMethods::of(&user))
+    }
+}
+
+/// A fresh set of recovery codes: the codes to show once, and the hashes to keep.
+pub(super) fn new_recovery_codes() -> Result<(Vec<String>, Vec<String>), AuthError> {
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    for _ in 0..RECOVERY_CODES {
+        let raw = random::string(UNAMBIGUOUS_ALPHABET, 16)?;
+        codes.push(format!(
+            "{}-{}-{}-{}",
+            &raw[0..4],
+            &raw[4..8],
+            &raw[8..12],
+            &raw[12..16]
+        ));
+    }
+    let hashes = codes.iter().map(|c| recovery_code_hash(c)).collect();
+    Ok((codes, hashes))
 }
 
 /// Finds the step whose code matches, within one step of now, and newer than `after`.

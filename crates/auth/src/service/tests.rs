@@ -6,6 +6,9 @@ use mamori_crypto::aead::Key;
 
 use super::*;
 
+mod security_keys;
+mod softkey;
+
 #[derive(Default)]
 struct ManualClock(AtomicU64);
 impl Clock for ManualClock {
@@ -271,7 +274,7 @@ fn reauth_is_required_and_expires_after_five_minutes() {
         p.check(req, f.svc.now()),
         Err(AuthError::ReauthRequired)
     ));
-    f.svc.reauthenticate(&p, GOOD, None).unwrap();
+    f.svc.reauthenticate(&p, GOOD, SecondFactor::None).unwrap();
     let p = f.svc.authenticate_session(&secret, remote()).unwrap();
     p.check(req, f.svc.now()).unwrap();
     f.advance(301);

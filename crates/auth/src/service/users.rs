@@ -205,6 +205,8 @@ impl AuthService {
             u.locked_until = None;
             if reset_mfa {
                 u.totp = None;
+                u.security_keys.clear();
+                u.recovery_codes.clear();
             }
             if enable {
                 u.disabled = false;
