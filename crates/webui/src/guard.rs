@@ -62,6 +62,15 @@ async fn guard(
     if !mamori_http::guard::source_allowed(&state, &conn) {
         return refuse(StatusCode::FORBIDDEN, &ApiError::SourceNotAllowed);
     }
+    // Static assets are the same for everyone: no session lookup, no token, no cookie (a
+    // Set-Cookie on a cacheable response would be wrong anyway).
+    if req.uri().path().starts_with("/assets/") && access == Access::Public {
+        return if req.method() == Method::GET || req.method() == Method::HEAD {
+            next.run(req).await
+        } else {
+            StatusCode::METHOD_NOT_ALLOWED.into_response()
+        };
+    }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD);
     let host = csrf::host(&req).unwrap_or_default().to_string();
     if unsafe_method && !csrf::same_origin(req.headers(), Some(&host)) {

@@ -23,6 +23,12 @@ impl AuthService {
             .map_err(AuthError::PasswordRejected)
     }
 
+    /// Checks a candidate for the caller's new password against the policy, without changing
+    /// anything: the UI explains the rules while the user types.
+    pub fn check_new_password(&self, p: &Principal, candidate: &str) -> Result<(), AuthError> {
+        self.check_policy(&p.username, candidate)
+    }
+
     /// Changes the caller's own password. Returns the new session secret: the session id
     /// changes, and every other session of the user ends.
     pub fn change_password(
