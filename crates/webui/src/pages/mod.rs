@@ -19,6 +19,7 @@ pub mod mfa;
 pub mod reauth;
 pub mod security;
 pub mod setup;
+pub mod users;
 
 macro_rules! page {
     ($method:ident $path:literal, $access:expr, $summary:literal, $route:expr) => {
@@ -94,6 +95,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Register a security key.", post(mfa::key_register)),
         page!(POST "/ui/account/mfa/keys/{id}/delete", own_reauth(Allowed::Unrestricted),
             "Remove a security key.", post(mfa::key_remove)),
+        page!(GET "/ui/users", needs(UsersManage), "Users: list, create, change, reset, delete.",
+            get(users::show)),
+        page!(POST "/ui/users", mamori_http::registry::needs_reauth(UsersManage),
+            "Create a user; the generated one-time password is shown once.", post(users::create)),
+        page!(POST "/ui/users/{name}", mamori_http::registry::needs_reauth(UsersManage),
+            "Change a user's role or enabled state.", post(users::update)),
+        page!(POST "/ui/users/{name}/delete", mamori_http::registry::needs_reauth(UsersManage),
+            "Delete a user.", post(users::delete)),
+        page!(POST "/ui/users/{name}/reset", mamori_http::registry::needs_reauth(UsersManage),
+            "Reset a user's password; the one-time password is shown once.", post(users::reset)),
     ]
 }
 
