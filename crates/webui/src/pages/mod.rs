@@ -12,6 +12,7 @@ const fn own_reauth(allowed_when: Allowed) -> Access {
 
 use crate::guard;
 
+pub mod access;
 pub mod account;
 pub mod dashboard;
 pub mod login;
@@ -105,6 +106,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Delete a user.", post(users::delete)),
         page!(POST "/ui/users/{name}/reset", mamori_http::registry::needs_reauth(UsersManage),
             "Reset a user's password; the one-time password is shown once.", post(users::reset)),
+        page!(GET "/ui/access", needs(SecurityManage),
+            "Management access: source allowlist and trusted stations.", get(access::show)),
+        page!(POST "/ui/access", mamori_http::registry::needs_reauth(SecurityManage),
+            "Replace the management access policy.", post(access::submit)),
     ]
 }
 
