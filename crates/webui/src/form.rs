@@ -72,12 +72,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             error_page(
                 ctx.as_ref(),
                 axum::http::StatusCode::BAD_REQUEST,
-                &lang
-                    .pick(
-                        "The form was incomplete or a value was out of range.",
-                        "フォームの内容が不完全か、値が範囲外です。",
-                    )
-                    .to_string(),
+                lang.pick(
+                    "The form was incomplete or a value was out of range.",
+                    "フォームの内容が不完全か、値が範囲外です。",
+                ),
             )
         })
     }

@@ -40,10 +40,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageCtx {
 
 impl PageCtx {
     /// The caller; pages behind an authenticated access rule always have one.
-    pub fn caller(&self) -> Result<&Principal, Response> {
-        self.principal
-            .as_ref()
-            .ok_or_else(|| see_other("/ui/login"))
+    pub fn caller(&self) -> Option<&Principal> {
+        self.principal.as_ref()
     }
 
     /// The frame for a page, with `active` marking the navigation entry.

@@ -177,7 +177,7 @@ async fn page(
     notice: Option<&'static str>,
     error: Option<(String, &'static str)>,
 ) -> Result<AccountPage, Response> {
-    let p = ctx.caller()?.clone();
+    let p = ctx.caller().ok_or_else(|| see_other("/ui/login"))?.clone();
     let (info, sessions, tokens) = {
         let p1 = p.clone();
         let p2 = p.clone();

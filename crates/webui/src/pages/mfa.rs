@@ -225,7 +225,7 @@ async fn page(
     notice: Option<&'static str>,
     error: Option<String>,
 ) -> Response {
-    let Ok(p) = ctx.caller().cloned() else {
+    let Some(p) = ctx.caller().cloned() else {
         return see_other("/ui/login");
     };
     let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());

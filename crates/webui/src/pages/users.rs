@@ -342,7 +342,7 @@ async fn page(
     problem: Option<(At, String)>,
     typed: Typed,
 ) -> Result<UsersPage, Response> {
-    let p = ctx.caller()?.clone();
+    let p = ctx.caller().ok_or_else(|| see_other("/ui/login"))?.clone();
     let mut users: Vec<UserListing> = state.run(|auth| auth.list_users()).await.map_err(|e| {
         error_page(
             Some(ctx),
