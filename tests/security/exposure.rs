@@ -166,7 +166,14 @@ fn unauthenticated_requests_get_401_or_404_and_reveal_nothing() {
         }
     }
     assert_eq!(probes[0].1.text, "ok");
-    for (what, a) in &probes[7..] {
+    // "/" is the web UI's front door: it leads to the login page, which names nothing either.
+    let (_, front) = &probes[7];
+    assert!(
+        front.text.contains("id=\"login-form\""),
+        "/: {}",
+        front.text
+    );
+    for (what, a) in &probes[8..] {
         assert_eq!(
             (a.status, a.code()),
             (StatusCode::NOT_FOUND, "not_found"),

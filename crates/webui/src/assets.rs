@@ -16,19 +16,19 @@ struct Asset {
 
 const ASSETS: &[Asset] = &[
     Asset {
-        name: "mamori.css",
+        name: "ui.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../assets/mamori.css"),
+        body: include_bytes!("../assets/ui.css"),
     },
     Asset {
-        name: "mamori.js",
+        name: "ui.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/mamori.js"),
+        body: include_bytes!("../assets/ui.js"),
     },
     Asset {
-        name: "favicon.svg",
+        name: "icon.svg",
         content_type: "image/svg+xml",
-        body: include_bytes!("../assets/favicon.svg"),
+        body: include_bytes!("../assets/icon.svg"),
     },
 ];
 
@@ -68,7 +68,7 @@ pub async fn serve(Path(name): Path<String>) -> Response {
 pub fn page_asset_bytes() -> usize {
     ASSETS
         .iter()
-        .filter(|a| a.name != "favicon.svg")
+        .filter(|a| a.name != "icon.svg")
         .map(|a| a.body.len())
         .sum()
 }

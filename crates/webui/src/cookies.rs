@@ -4,9 +4,9 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 
 /// The pre-login CSRF cookie (double submit: the form carries the same value).
-pub const CSRF_COOKIE: &str = "__Host-mamori-csrf";
+pub const CSRF_COOKIE: &str = "__Host-csrf";
 /// The pending-login cookie between the password and the second factor.
-pub const LOGIN_COOKIE: &str = "__Host-mamori-login";
+pub const LOGIN_COOKIE: &str = "__Host-login";
 
 /// The value of cookie `name`, if the request carries it.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -46,7 +46,7 @@ mod tests {
     fn cookies_are_host_only_secure_httponly_strict() {
         let v = set(CSRF_COOKIE, "abc", Some(60));
         let v = v.to_str().unwrap();
-        assert!(v.starts_with("__Host-mamori-csrf=abc; Path=/; Secure; HttpOnly; SameSite=Strict"));
+        assert!(v.starts_with("__Host-csrf=abc; Path=/; Secure; HttpOnly; SameSite=Strict"));
         assert!(!v.contains("Domain"));
     }
 
@@ -60,7 +60,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("x__Host-mamori-csrf=1; __Host-mamori-csrf=2"),
+            HeaderValue::from_static("x__Host-csrf=1; __Host-csrf=2"),
         );
         assert_eq!(get(&h, CSRF_COOKIE), Some("2"));
     }

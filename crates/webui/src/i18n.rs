@@ -8,7 +8,7 @@ use mamori_auth::AuthError;
 use mamori_http::error::ApiError;
 
 /// Cookie that remembers the chosen language. Not a secret; `__Host-` keeps it ours.
-pub const LANG_COOKIE: &str = "__Host-mamori-lang";
+pub const LANG_COOKIE: &str = "__Host-lang";
 
 /// A language of the UI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub struct Common {
 
 /// The frame's words in English.
 pub const COMMON_EN: Common = Common {
-    product: "mamori device management",
+    product: "Device management",
     skip_to_content: "Skip to content",
     nav_label: "Main",
     nav_dashboard: "Dashboard",
@@ -116,7 +116,7 @@ pub const COMMON_EN: Common = Common {
 
 /// The frame's words in Japanese.
 pub const COMMON_JA: Common = Common {
-    product: "mamori 機器管理",
+    product: "機器管理",
     skip_to_content: "本文へ移動",
     nav_label: "メイン",
     nav_dashboard: "ダッシュボード",
@@ -229,10 +229,7 @@ mod tests {
     #[test]
     fn cookie_wins_over_accept_language() {
         let mut h = with(header::ACCEPT_LANGUAGE, "ja-JP,ja;q=0.9");
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("__Host-mamori-lang=en"),
-        );
+        h.insert(header::COOKIE, HeaderValue::from_static("__Host-lang=en"));
         assert_eq!(Lang::of(&h), Lang::En);
     }
 
@@ -252,7 +249,7 @@ mod tests {
 
     #[test]
     fn an_unknown_cookie_value_is_ignored() {
-        let h = with(header::COOKIE, "__Host-mamori-lang=<script>");
+        let h = with(header::COOKIE, "__Host-lang=<script>");
         assert_eq!(Lang::of(&h), Lang::En);
     }
 }

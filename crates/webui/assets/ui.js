@@ -1,4 +1,4 @@
-// mamori management UI: the only script. Pages work without it except for security keys
+// Management UI: the only script. Pages work without it except for security keys
 // (WebAuthn needs the browser API) and the live password explanation. Loaded from our own
 // origin; the Content-Security-Policy forbids inline script. Text is only ever set with
 // textContent, never as HTML.
