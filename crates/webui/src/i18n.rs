@@ -72,6 +72,22 @@ impl Lang {
         }
     }
 
+    /// A length of time as a reader says it: whole hours, else whole minutes, else seconds.
+    pub fn duration(self, secs: u64) -> String {
+        let (n, en, ja) = if secs >= 3600 && secs % 3600 == 0 {
+            (secs / 3600, "hour", "時間")
+        } else if secs >= 60 && secs % 60 == 0 {
+            (secs / 60, "minute", "分")
+        } else {
+            (secs, "second", "秒")
+        };
+        match self {
+            Lang::En if n == 1 => format!("1 {en}"),
+            Lang::En => format!("{n} {en}s"),
+            Lang::Ja => format!("{n} {ja}"),
+        }
+    }
+
     /// Picks the text for this language.
     pub fn pick<T>(self, en: T, ja: T) -> T {
         match self {
@@ -219,6 +235,18 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn durations_read_naturally_in_both_languages() {
+        assert_eq!(Lang::En.duration(60), "1 minute");
+        assert_eq!(Lang::En.duration(600), "10 minutes");
+        assert_eq!(Lang::En.duration(3600), "1 hour");
+        assert_eq!(Lang::En.duration(28_800), "8 hours");
+        assert_eq!(Lang::En.duration(90), "90 seconds");
+        assert_eq!(Lang::Ja.duration(600), "10 分");
+        assert_eq!(Lang::Ja.duration(3600), "1 時間");
+        assert_eq!(Lang::Ja.duration(45), "45 秒");
+    }
 
     fn with(name: header::HeaderName, v: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();

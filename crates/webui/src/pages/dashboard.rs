@@ -49,12 +49,13 @@ const JA: Texts = Texts {
 struct Banner {
     code: &'static str,
     text: &'static str,
-    link: &'static str,
+    /// Where the reader can act on it; none when that page is not open to their role.
+    link: Option<&'static str>,
 }
 
 /// The words for a notice code, and the page that fixes it. The codes cover the whole
 /// device; later capabilities (updates, log capacity, protocols) add theirs here.
-fn banner(lang: Lang, code: &'static str) -> Banner {
+fn banner(lang: Lang, layout: &Layout, code: &'static str) -> Banner {
     let (en, ja, link) = match code {
         "allowlist_open" => (
             "The management service accepts connections from any address. Restrict it to your management network.",
@@ -62,9 +63,9 @@ fn banner(lang: Lang, code: &'static str) -> Banner {
             "/ui/access",
         ),
         "mfa_not_required_for_admin" => (
-            "Administrators are not required to use a second factor.",
-            "管理者に二要素認証が必須になっていません。",
-            "/ui/account/mfa",
+            "Administrators are not required to use a second factor. An administrator can require it: mamori settings auth set mfa_required_roles=admin",
+            "管理者に二要素認証が必須になっていません。管理者は次のコマンドで必須にできます: mamori settings auth set mfa_required_roles=admin",
+            "",
         ),
         "mfa_not_enrolled" => (
             "Your account has no second factor. Add an authenticator app or a security key.",
@@ -74,28 +75,35 @@ fn banner(lang: Lang, code: &'static str) -> Banner {
         "update_available" => (
             "A firmware update is available.",
             "ファームウェアの更新があります。",
-            "/ui/",
+            "",
         ),
         "log_capacity" => (
             "The audit log is nearly full.",
             "監査ログの容量が残りわずかです。",
-            "/ui/",
+            "",
         ),
         "insecure_protocol" => (
             "An insecure protocol is enabled.",
             "安全でないプロトコルが有効になっています。",
-            "/ui/",
+            "",
         ),
         _ => (
             "A setting needs attention.",
             "確認が必要な設定があります。",
-            "/ui/",
+            "",
         ),
+    };
+    // A page the reader's role cannot open is not offered as a link.
+    let open = match link {
+        "" => false,
+        "/ui/access" => layout.can_access,
+        "/ui/users" => layout.can_users,
+        _ => true,
     };
     Banner {
         code,
         text: lang.pick(en, ja),
-        link,
+        link: open.then_some(link),
     }
 }
 
@@ -123,18 +131,19 @@ fn uptime_text(lang: Lang, secs: u64) -> String {
 /// `GET /ui/`.
 pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
     let info = device_info(&state);
+    let layout = ctx.layout("dashboard");
     let mut banners: Vec<Banner> = notices(&state)
         .into_iter()
-        .map(|n| banner(ctx.lang, n.code))
+        .map(|n| banner(ctx.lang, &layout, n.code))
         .collect();
     if let Some(p) = ctx.principal.clone()
         && let Ok(session) = state.run(move |auth| auth.session(&p)).await
         && !session.mfa_enabled
     {
-        banners.push(banner(ctx.lang, "mfa_not_enrolled"));
+        banners.push(banner(ctx.lang, &layout, "mfa_not_enrolled"));
     }
     render(&Dashboard {
-        layout: ctx.layout("dashboard"),
+        layout,
         t: ctx.lang.pick(&EN, &JA),
         uptime: uptime_text(ctx.lang, info.uptime_seconds),
         model: info.model,

@@ -34,7 +34,6 @@ struct Texts {
     key_hint: &'static str,
     key_failed: &'static str,
     start_over: &'static str,
-    lockout_note: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -54,7 +53,6 @@ const EN: Texts = Texts {
     key_hint: "Insert or touch your security key when the browser asks.",
     key_failed: "The security key did not answer, or the browser refused. Try again or use a code.",
     start_over: "Start over",
-    lockout_note: "After 5 failed attempts the account is locked for a while, and repeated failures from one address are slowed down.",
 };
 
 const JA: Texts = Texts {
@@ -74,7 +72,6 @@ const JA: Texts = Texts {
     key_hint: "ブラウザーの案内に従ってセキュリティキーを挿入またはタッチしてください。",
     key_failed: "セキュリティキーが応答しないか、ブラウザーが拒否しました。再試行するか、コードを使ってください。",
     start_over: "最初からやり直す",
-    lockout_note: "5 回続けて失敗するとアカウントは一定時間ロックされ、同じアドレスからの失敗が続くと応答が遅くなります。",
 };
 
 fn texts(lang: Lang) -> &'static Texts {
@@ -89,6 +86,22 @@ struct LoginPage<'a> {
     next: &'a str,
     username: &'a str,
     error: Option<String>,
+    lockout_note: String,
+}
+
+/// The short lockout note under the form, with this device's threshold.
+fn lockout_note(lang: Lang, settings: &mamori_auth::settings::AuthSettings) -> String {
+    let n = settings.lockout_threshold;
+    match lang {
+        Lang::En => format!(
+            "After {n} failed attempts in a row the account is locked for a while; an address \
+             with repeated failures is blocked for a while too."
+        ),
+        Lang::Ja => format!(
+            "{n} 回続けて失敗するとアカウントは一定時間ロックされます。失敗が続くアドレスからの\
+             ログインも一定時間拒否されます。"
+        ),
+    }
 }
 
 #[derive(Template)]
@@ -115,7 +128,11 @@ fn safe_next(next: Option<&str>) -> &str {
 }
 
 /// `GET /ui/login`.
-pub async fn show(ctx: PageCtx, Query(q): Query<NextQuery>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    Query(q): Query<NextQuery>,
+) -> Response {
     if ctx.principal.is_some() {
         return see_other(safe_next(q.next.as_deref()));
     }
@@ -126,6 +143,7 @@ pub async fn show(ctx: PageCtx, Query(q): Query<NextQuery>) -> Response {
         next: safe_next(q.next.as_deref()),
         username: "",
         error: q.expired.map(|_| t.expired.to_string()),
+        lockout_note: lockout_note(ctx.lang, &state.auth.settings()),
     })
 }
 
@@ -187,6 +205,7 @@ pub async fn submit(
                     next: &next,
                     username: &username,
                     error: Some(error_message(ctx.lang, &e)),
+                    lockout_note: lockout_note(ctx.lang, &state.auth.settings()),
                 },
             )
         }

@@ -6,6 +6,9 @@ use axum::extract::State;
 use axum::response::Response;
 use mamori_http::AppState;
 
+use mamori_auth::settings::AuthSettings;
+
+use crate::i18n::Lang;
 use crate::page::{Layout, PageCtx, render};
 use crate::pages::setup::RulesView;
 
@@ -14,11 +17,9 @@ struct Texts {
     setup_h: &'static str,
     setup: &'static str,
     lockout_h: &'static str,
-    lockout: &'static str,
     mfa_h: &'static str,
     mfa: &'static str,
     sessions_h: &'static str,
-    sessions: &'static str,
     access_h: &'static str,
     access: &'static str,
 }
@@ -28,11 +29,9 @@ const EN: Texts = Texts {
     setup_h: "First setup",
     setup: "The device starts with one account, admin, whose password is printed on the device label and differs from device to device. It works once: at the first login you must choose your own password before anything else. No other account, default password or hidden access exists.",
     lockout_h: "Failed logins and lockout",
-    lockout: "After 5 failed logins in a row an account is locked for 60 seconds; each further lock doubles the time, up to one hour. Repeated failures from one address slow that address down. Every failure and lock is recorded in the audit log. Administrators at the local console can always recover an account.",
     mfa_h: "Second factor",
     mfa: "Protect your account with an authenticator app (TOTP, 6 digits) or a security key (WebAuthn). When you enable one you receive 10 recovery codes; each works once. Keep them offline.",
     sessions_h: "Sessions",
-    sessions: "A session ends after 10 minutes without activity and after 8 hours in any case. Changing users or security settings asks for your password again. Log out when you are done, and review your open sessions under My account.",
     access_h: "Management access",
     access: "The management service is reachable only over HTTPS (TLS 1.2 or 1.3). Restrict it to your management network under Management access.",
 };
@@ -42,11 +41,9 @@ const JA: Texts = Texts {
     setup_h: "初期設定",
     setup: "機器には admin アカウントが 1 つだけあり、そのパスワードは機器ごとに異なり、機器のラベルに記載されています。このパスワードは 1 回だけ有効で、最初のログイン時に独自のパスワードを設定するまで他の操作はできません。その他のアカウント、既定のパスワード、隠れたアクセス手段はありません。",
     lockout_h: "ログイン失敗とロック",
-    lockout: "ログインに 5 回続けて失敗するとアカウントは 60 秒間ロックされ、ロックが繰り返されるたびに時間が 2 倍 (最長 1 時間) になります。同じアドレスからの失敗が続くと、そのアドレスからの応答が遅くなります。失敗とロックはすべて監査ログに記録されます。ローカルコンソールの管理者はいつでもアカウントを回復できます。",
     mfa_h: "二要素認証",
     mfa: "認証アプリ (TOTP、6 桁) またはセキュリティキー (WebAuthn) でアカウントを保護してください。有効にすると 10 個のリカバリーコードが発行されます。各コードは 1 回だけ使えます。オフラインで保管してください。",
     sessions_h: "セッション",
-    sessions: "セッションは 10 分間操作がないと終了し、長くても 8 時間で終了します。ユーザーやセキュリティ設定の変更時にはパスワードの再入力を求めます。作業が終わったらログアウトし、開いているセッションを「アカウント」で確認してください。",
     access_h: "管理アクセス",
     access: "管理機能には HTTPS (TLS 1.2 または 1.3) でのみ接続できます。「管理アクセス」で管理用ネットワークに限定してください。",
 };
@@ -57,13 +54,63 @@ struct SecurityPage {
     layout: Layout,
     t: &'static Texts,
     rules: RulesView,
+    lockout: String,
+    sessions: String,
+}
+
+/// The lockout paragraph, with this device's settings (an administrator may have changed them).
+pub(crate) fn lockout_text(lang: Lang, s: &AuthSettings) -> String {
+    let (n, base, max) = (
+        s.lockout_threshold,
+        lang.duration(s.lockout_base_seconds),
+        lang.duration(s.lockout_max_seconds),
+    );
+    let src = s.source_threshold;
+    match lang {
+        Lang::En => format!(
+            "After {n} failed logins in a row an account is locked for {base}; each further lock \
+             doubles the time, up to {max}. While it is locked even the right password is \
+             refused. After {src} failures in a row from one address, that address is blocked \
+             the same way, for every account. Every failure and lock is recorded in the audit \
+             log. Administrators at the local console can always recover an account."
+        ),
+        Lang::Ja => format!(
+            "ログインに {n} 回続けて失敗するとアカウントがロックされます。ロックの長さは最初が \
+             {base}で、ロックが繰り返されるたびに 2 倍 (最長 {max}) になります。ロック中は正しいパスワードでもログイン\
+             できません。同じアドレスから {src} 回続けて失敗すると、そのアドレスからはすべての\
+             アカウントへのログインが同じように一定時間拒否されます。失敗とロックはすべて監査ログ\
+             に記録されます。ローカルコンソールの管理者はいつでもアカウントを回復できます。"
+        ),
+    }
+}
+
+fn sessions_text(lang: Lang, s: &AuthSettings) -> String {
+    let (idle, max) = (
+        lang.duration(s.idle_timeout_seconds),
+        lang.duration(s.absolute_timeout_seconds),
+    );
+    match lang {
+        Lang::En => format!(
+            "A session ends after {idle} without activity and after {max} in any case. Changing \
+             users or security settings asks for your password again. Log out when you are done, \
+             and review your open sessions under My account."
+        ),
+        Lang::Ja => format!(
+            "セッションは {idle}以上操作がないと終了し、長くても {max}で終了します。ユーザーや\
+             セキュリティ設定の変更時にはパスワードの再入力を求めます。作業が終わったらログアウト\
+             し、開いているセッションを「アカウント」で確認してください。"
+        ),
+    }
 }
 
 /// `GET /ui/security`.
 pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
+    let settings = state.auth.settings();
     render(&SecurityPage {
         layout: ctx.layout("security"),
         t: ctx.lang.pick(&EN, &JA),
-        rules: RulesView::new(ctx.lang, state.auth.settings().password_min_length),
+        rules: RulesView::new(ctx.lang, settings.password_min_length),
+        lockout: lockout_text(ctx.lang, &settings),
+        sessions: sessions_text(ctx.lang, &settings),
     })
 }
