@@ -164,8 +164,10 @@ class Device {
       } catch {
         // already gone
       }
-      const timeout = sleep(10_000).then(() => "timeout");
+      let timer;
+      const timeout = new Promise((r) => (timer = setTimeout(r, 10_000)));
       await Promise.race([this.exited, timeout]);
+      clearTimeout(timer);
     }
     if (this.child) {
       try {
