@@ -68,6 +68,9 @@ class Env {
     });
     ctx.setDefaultTimeout(15_000);
     ctx.on("console", (msg) => {
+      if (process.env.MAMORI_E2E_VERBOSE) {
+        process.stderr.write(`[console ${msg.type()}] ${msg.location().url || ""}: ${msg.text()}\n`);
+      }
       if (isProblem(msg)) {
         const where = msg.location().url || "";
         this.problems.push(`console ${msg.type()} at ${where}: ${msg.text()}`);
