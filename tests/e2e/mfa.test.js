@@ -50,7 +50,7 @@ e2e("TOTP: enrolling shows the key as text and as a QR code, a correct code conf
   // Codes follow what the link says (the device uses SHA-256; an app that assumed SHA-1
   // would fail here, which is why the page says so).
   const app = new Authenticator(params);
-  await page.fill("#totp-code", app.nextCode());
+  await page.fill("#totp-code", await app.nextCode());
   await Promise.all([page.waitForNavigation(), page.click("#totp-verify")]);
   const codes = (await page.locator("#recovery-codes li").allTextContents()).map((c) => c.trim());
   assert.equal(codes.length, 10, "ten recovery codes are shown");
@@ -75,7 +75,7 @@ e2e("TOTP: enrolling shows the key as text and as a QR code, a correct code conf
   assert.equal(await page.locator("#form-error").count(), 1, "a wrong code is refused with a message");
   assert.ok(!(await page.context().cookies()).some((c) => c.name === "__Host-mamori-session"));
 
-  await page.fill("#code", app.nextCode());
+  await page.fill("#code", await app.nextCode());
   await Promise.all([page.waitForNavigation(), page.click("#verify-submit")]);
   await arrivedAt(page, "/ui/");
   assert.equal(await heading(page), "Dashboard");

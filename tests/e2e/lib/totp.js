@@ -55,19 +55,24 @@ function currentStep(params, now = Date.now()) {
 
 /// An app that, like a person, never types the same code twice: each code is for a later
 /// time step than the one before (the device refuses a replayed step). The device accepts
-/// the previous, current and next step, so this never has to wait.
+/// the previous, current and next step; this uses the current one, else the next one (a step
+/// boundary passing meanwhile keeps either inside the window), else waits for a new step.
 class Authenticator {
   constructor(params) {
     this.params = params;
     this.lastStep = -1;
   }
 
-  nextCode() {
-    const now = currentStep(this.params);
-    const step = [now - 1, now, now + 1].find((s) => s > this.lastStep);
-    if (step === undefined) throw new Error("used up the acceptance window; wait one period");
-    this.lastStep = step;
-    return codeAt(this.params, step);
+  async nextCode() {
+    for (;;) {
+      const now = currentStep(this.params);
+      const step = [now, now + 1].find((s) => s > this.lastStep);
+      if (step !== undefined) {
+        this.lastStep = step;
+        return codeAt(this.params, step);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 
   /// A code that no step near now produces.
