@@ -35,17 +35,13 @@ function launch(pin) {
 
 /// What the browser reported that a page of ours must never cause: a Content-Security-Policy
 /// violation or a script error. Refused HTTP requests are not: the UI answers a refusal with
-/// a 401/403/422 page on purpose, and Chromium notes each as "Failed to load resource".
+/// a 401/403/422 page on purpose, and Chromium notes each as "Failed to load resource" (a
+/// broken asset is caught from the response instead).
 function isProblem(msg) {
-  if (msg.type() !== "error" && !/Content.Security.Policy/i.test(msg.text())) return false;
   const text = msg.text();
   if (/Content.Security.Policy/i.test(text)) return true;
-  const status = /^Failed to load resource: the server responded with a status of (\d+)/.exec(text);
-  if (status) {
-    // A missing or broken asset is a real fault, whatever the status.
-    return /\/assets\//.test(msg.location().url || "");
-  }
-  return true;
+  if (msg.type() !== "error") return false;
+  return !/^Failed to load resource: the server responded with a status of \d+/.test(text);
 }
 
 class Env {
@@ -53,7 +49,6 @@ class Env {
     this.device = device;
     this.browser = browser;
     this.problems = [];
-    this.contexts = [];
   }
 
   /// A new browser context (its own cookies) whose console is watched. English unless
@@ -76,8 +71,12 @@ class Env {
         this.problems.push(`console ${msg.type()} at ${where}: ${msg.text()}`);
       }
     });
+    ctx.on("response", (r) => {
+      if (new URL(r.url()).pathname.startsWith("/assets/") && r.status() >= 400) {
+        this.problems.push(`asset ${r.url()} answered ${r.status()}`);
+      }
+    });
     ctx.on("weberror", (e) => this.problems.push(`page error: ${e.error().stack || e.error()}`));
-    this.contexts.push(ctx);
     return ctx;
   }
 
