@@ -85,6 +85,12 @@ struct Args {
     /// nginx's master process, for its CPU time (master and workers).
     #[arg(long)]
     nginx_pid: Option<u32>,
+    /// Pins this client to the first CPU and both servers (every thread) to the last, with
+    /// `taskset`, so every request wakes the server on the other CPU. Unpinned, the scheduler
+    /// sometimes runs client and server on one CPU and sometimes on two, and a whole series
+    /// comes out 2-3x faster or slower by that alone.
+    #[arg(long)]
+    pin: bool,
 }
 
 /// The longest a start may take.
@@ -658,6 +664,85 @@ impl Weight {
     }
 }
 
+/// Pins `servers` (all their threads, present and future) to the last CPU and `clients` to the
+/// first; returns what was done, as `client:CPU,server:CPU`.
+fn pin(servers: &[u32], clients: &[u32]) -> anyhow::Result<String> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    ensure!(cpus >= 2, "--pin needs two CPUs, this machine has {cpus}");
+    let last = cpus - 1;
+    for (pids, cpu) in [(servers, last), (clients, 0)] {
+        for pid in pids {
+            let out = Command::new("taskset")
+                .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+                .output()
+                .context("running taskset (util-linux)")?;
+            ensure!(
+                out.status.success(),
+                "taskset for process {pid}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(format!("client:{},server:{last}", 0))
+}
+
+/// The steal share of the machine's CPU time since boot, as (steal, total) in `/proc/stat`
+/// ticks.
+fn steal_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    Some((*v.get(7)?, v.iter().take(8).sum()))
+}
+
+/// Who used the machine while this ran: the CPU time of the whole machine, this client, and
+/// the servers, to tell how much of it was other people's.
+struct Census {
+    machine: (u64, u64),
+    steal: (u64, u64),
+    client_ms: u64,
+    mamori_ns: u64,
+    nginx_ns: u64,
+    at: Instant,
+}
+
+impl Census {
+    fn take(mamori: &[u32], nginx: &[u32]) -> Self {
+        Self {
+            machine: procfs::machine_cpu_ms().unwrap_or_default(),
+            steal: steal_ticks().unwrap_or_default(),
+            client_ms: procfs::cpu_ms(std::process::id()).unwrap_or_default(),
+            mamori_ns: cpu_ns(mamori),
+            nginx_ns: cpu_ns(nginx),
+            at: Instant::now(),
+        }
+    }
+
+    /// `machine ...`: the share of all CPUs (percent) used by others (steal included) and
+    /// by the hypervisor's other guests alone (steal), between `self` and `now`.
+    fn line(&self, now: &Census) -> String {
+        let busy = now.machine.0.saturating_sub(self.machine.0) as f64;
+        let total = now.machine.1.saturating_sub(self.machine.1).max(1) as f64;
+        let client = now.client_ms.saturating_sub(self.client_ms) as f64;
+        let mamori = now.mamori_ns.saturating_sub(self.mamori_ns) as f64 / 1e6;
+        let nginx = now.nginx_ns.saturating_sub(self.nginx_ns) as f64 / 1e6;
+        let steal = now.steal.0.saturating_sub(self.steal.0) as f64
+            / now.steal.1.saturating_sub(self.steal.1).max(1) as f64;
+        format!(
+            "machine wall_s={:.1} others_cpu_pct={:.0} steal_pct={:.0} client_cpu_ms={client:.0} \
+             mamori_cpu_ms={mamori:.0} nginx_cpu_ms={nginx:.0}",
+            now.at.duration_since(self.at).as_secs_f64(),
+            ((busy - client - mamori - nginx) / total * 100.0).max(0.0),
+            steal * 100.0,
+        )
+    }
+}
+
 /// A page to measure: how the browser asks for it and what it must answer.
 #[derive(Debug, Clone)]
 struct Target {
@@ -995,6 +1080,19 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         _ => None,
     };
 
+    let pinned = if args.pin {
+        let server_pids: Vec<u32> = procs
+            .iter()
+            .chain(nginx.iter().flat_map(|n| n.pids.iter()))
+            .copied()
+            .collect();
+        pin(&server_pids, &[std::process::id()])?
+    } else {
+        "no".to_owned()
+    };
+    println!("pinned={pinned}");
+    let census = Census::take(&procs, nginx.as_ref().map_or(&[], |n| &n.pids));
+
     // A browser arrives: the login page sets the pre-login CSRF cookie and puts the same
     // value in the form (double submit).
     let mut admin = Browser::open(config.clone(), addr, lang).await?;
@@ -1226,6 +1324,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         pct(&with_login_page, 50.0)
     );
 
+    println!(
+        "{}",
+        census.line(&Census::take(
+            &procs,
+            nginx.as_ref().map_or(&[], |n| &n.pids)
+        ))
+    );
     dev.stop();
     Ok(())
 }
