@@ -14,3 +14,4 @@ mod common;
 mod support;
 
 mod detectors;
+mod xss;
