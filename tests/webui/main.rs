@@ -13,5 +13,6 @@
 mod common;
 mod support;
 
+mod csrf;
 mod detectors;
 mod xss;
