@@ -13,6 +13,8 @@
 mod common;
 mod support;
 
+mod cookies;
 mod csrf;
 mod detectors;
+mod sessions;
 mod xss;
