@@ -13,8 +13,10 @@
 mod common;
 mod support;
 
+mod access_control;
 mod cookies;
 mod csrf;
 mod detectors;
+mod reauth;
 mod sessions;
 mod xss;
