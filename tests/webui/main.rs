@@ -14,9 +14,12 @@ mod common;
 mod support;
 
 mod access_control;
+mod assets;
 mod cookies;
 mod csrf;
 mod detectors;
+mod headers;
 mod reauth;
+mod redirects;
 mod sessions;
 mod xss;
