@@ -15,6 +15,8 @@ mod support;
 
 mod access_control;
 mod assets;
+mod bodies;
+mod brute_force;
 mod cookies;
 mod csrf;
 mod detectors;
