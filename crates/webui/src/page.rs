@@ -97,6 +97,16 @@ pub fn when(unix: u64) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time to the second, as the UI shows it: `2026-11-22 10:04:05 UTC`.
+pub fn when_precise(rfc3339: &str) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| rfc3339.to_string())
+}
+
 /// Renders a template as a 200 page.
 pub fn render(t: &impl Template) -> Response {
     render_status(StatusCode::OK, t)
@@ -182,6 +192,15 @@ pub fn error_page(ctx: Option<&PageCtx>, status: StatusCode, message: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_time_is_shown_to_the_second_in_utc() {
+        assert_eq!(
+            when_precise("2026-12-06T00:45:20.590060384Z"),
+            "2026-12-06 00:45:20 UTC"
+        );
+        assert_eq!(when_precise("not a time"), "not a time");
+    }
 
     #[test]
     fn only_our_own_pages_are_redirect_targets() {

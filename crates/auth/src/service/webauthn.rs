@@ -278,8 +278,11 @@ impl AuthService {
         // so it is never used to find an account): random, so it carries no name.
         let handle = random::bytes::<16>()?;
         let rp = self.webauthn();
-        // What webauthn-rs asks of a security key: user verification preferred (and then
-        // enforced on that key, with credProtect), no resident key, no attestation.
+        // What we ask of a security key: user verification preferred (and then enforced on
+        // that key by webauthn-rs), no resident key, no attestation. credProtect asks only that
+        // the credential is never usable without its id: browsers refuse the stronger
+        // "user verification required" level unless verification is required too, and as a
+        // second factor after the password, presence of the key is what counts.
         let builder = rp
             .new_challenge_register_builder(&handle, p.username.as_str(), p.username.as_str())
             .map_err(webauthn_internal)?
@@ -294,7 +297,7 @@ impl AuthService {
             .extensions(Some(RequestRegistrationExtensions {
                 cred_protect: Some(CredProtect {
                     credential_protection_policy:
-                        CredentialProtectionPolicy::UserVerificationRequired,
+                        CredentialProtectionPolicy::UserVerificationOptionalWithCredentialIDList,
                     enforce_credential_protection_policy: Some(false),
                 }),
                 uvm: Some(true),

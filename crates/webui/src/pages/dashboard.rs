@@ -149,7 +149,7 @@ pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
         model: info.model,
         serial: info.serial,
         firmware: info.firmware_version,
-        time: info.time,
+        time: crate::page::when_precise(&info.time),
         banners,
     })
 }
