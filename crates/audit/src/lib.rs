@@ -4,8 +4,9 @@
 //! event type and, for now, an append-only sink ([`FileSink`]): one record per line, each record
 //! sealed with AES-256-GCM under the store's data key and fsynced before the call returns, so an
 //! acknowledged event survives a power cut and its content (usernames, addresses) is not
-//! readable from the disk. The full audit log (hash chain, forward-secure sealing, capacity
-//! management, forwarding) replaces the sink later; the event type stays.
+//! readable from the disk. The full audit log storage engine ([`log`]: encrypted segments, hash
+//! chain, forward-secure sealing, capacity management) replaces the sink once the daemon is
+//! switched over; the event type stays.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +17,10 @@ use std::sync::Mutex;
 use data_encoding::BASE64;
 use mamori_crypto::aead::Key;
 use serde::{Deserialize, Serialize};
+
+pub mod log;
+
+pub use log::{AuditLog, LogConfig, LogError, LogNotice, LogStatus, Record, Seq, VerificationKey};
 
 /// What happened. Names are stable identifiers (they appear in logs and in the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +96,11 @@ pub struct Event {
     /// UTC time, RFC 3339, assigned by the sink.
     #[serde(default)]
     pub time: String,
+    /// Monotonic time in milliseconds (CLOCK_BOOTTIME), assigned by the audit log, so a wall
+    /// clock step shows as a jump of `time` against `mono_ms`. Zero where unknown (the interim
+    /// sink) and then left out of the JSON.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mono_ms: u64,
     /// What happened.
     pub event: EventKind,
     /// Who did it (a username), if known.
@@ -112,6 +122,7 @@ impl Event {
         Self {
             seq: 0,
             time: String::new(),
+            mono_ms: 0,
             event,
             actor: None,
             source: None,
@@ -137,6 +148,10 @@ impl Event {
         self.details = details;
         self
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Where events go.

@@ -1,0 +1,176 @@
+//! What the log tells its owner: capacity warnings, overwrites, drops, write failures, repairs.
+//!
+//! Notices are queued (bounded) and taken by the caller, on the caller's thread. The writer
+//! never calls back into the caller, so a caller that logs an audit event about a notice cannot
+//! deadlock the writer, and `append` itself never waits longer than its configured bound.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::Seq;
+
+/// Notices kept until taken; older ones are counted as lost beyond this.
+const NOTICE_LIMIT: usize = 256;
+
+/// Something the log's owner should record as an event or show (S3.1-35 R3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogNotice {
+    /// The log's used space rose past a warning threshold (80 or 90 % of its capacity).
+    CapacityThresholdCrossed {
+        /// The threshold crossed.
+        percent: u8,
+        /// Bytes in use.
+        used_bytes: u64,
+        /// The configured capacity.
+        capacity_bytes: u64,
+    },
+    /// Events were refused because the queue stayed full (the disk is failing or too slow).
+    EventsDropped {
+        /// Refused since the previous notice of this kind.
+        count: u64,
+        /// Refused since the log was opened.
+        total: u64,
+    },
+    /// More notices came than were taken; this many were lost.
+    NoticesLost {
+        /// How many.
+        count: u64,
+    },
+    /// The oldest segments were deleted to make room.
+    RecordsOverwritten {
+        /// Records deleted.
+        records: u64,
+        /// Of those, records the forwarder had not acknowledged.
+        unread: u64,
+        /// The oldest record still in the log.
+        first_kept_seq: Seq,
+    },
+    /// `open` found the last segment ending in a torn (incomplete or damaged) write, from a
+    /// crash or power loss, and cut it off. No record acknowledged as durable is ever in it.
+    TornTailCut {
+        /// The segment.
+        file: PathBuf,
+        /// Where the cut was made.
+        offset: u64,
+        /// Bytes cut.
+        bytes: u64,
+        /// Where the cut bytes were kept (when not all zero), for inspection.
+        kept_as: Option<PathBuf>,
+    },
+    /// Writing failed; events wait in the queue and the writer keeps retrying.
+    WriteFailing {
+        /// The error.
+        error: String,
+    },
+    /// Writing works again after failures.
+    WriteRecovered {
+        /// Failed attempts before it worked.
+        failed_attempts: u64,
+    },
+}
+
+impl fmt::Display for LogNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CapacityThresholdCrossed {
+                percent,
+                used_bytes,
+                capacity_bytes,
+            } => write!(
+                f,
+                "audit log is over {percent} % full ({used_bytes} of {capacity_bytes} bytes); the oldest records will be overwritten"
+            ),
+            Self::EventsDropped { count, total } => write!(
+                f,
+                "{count} audit events were refused because the log could not keep up ({total} since start)"
+            ),
+            Self::NoticesLost { count } => write!(f, "{count} audit log notices were lost"),
+            Self::RecordsOverwritten {
+                records,
+                unread,
+                first_kept_seq,
+            } => write!(
+                f,
+                "{records} oldest audit records were overwritten ({unread} not yet forwarded); the log now starts at record {first_kept_seq}"
+            ),
+            Self::TornTailCut {
+                file,
+                offset,
+                bytes,
+                ..
+            } => write!(
+                f,
+                "an incomplete write of {bytes} bytes at the end of {} (offset {offset}) was cut off after a crash",
+                file.display()
+            ),
+            Self::WriteFailing { error } => write!(f, "the audit log cannot write: {error}"),
+            Self::WriteRecovered { failed_attempts } => write!(
+                f,
+                "the audit log writes again after {failed_attempts} failed attempts"
+            ),
+        }
+    }
+}
+
+/// The bounded queue of notices.
+#[derive(Default)]
+pub(crate) struct NoticeBox {
+    inner: Mutex<(VecDeque<LogNotice>, u64)>,
+    ready: Condvar,
+}
+
+impl NoticeBox {
+    pub(crate) fn push(&self, notice: LogNotice) {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.0.len() >= NOTICE_LIMIT {
+            g.0.pop_front();
+            g.1 += 1;
+        }
+        g.0.push_back(notice);
+        self.ready.notify_all();
+    }
+
+    pub(crate) fn take(&self) -> Vec<LogNotice> {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::drain(&mut g)
+    }
+
+    pub(crate) fn wait(&self, timeout: Duration) -> Vec<LogNotice> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut g, _) = self
+            .ready
+            .wait_timeout_while(g, timeout, |g| g.0.is_empty() && g.1 == 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        Self::drain(&mut g)
+    }
+
+    fn drain(g: &mut (VecDeque<LogNotice>, u64)) -> Vec<LogNotice> {
+        let mut out: Vec<LogNotice> = g.0.drain(..).collect();
+        if g.1 > 0 {
+            out.push(LogNotice::NoticesLost { count: g.1 });
+            g.1 = 0;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_notices_is_bounded_and_the_loss_reported() {
+        let b = NoticeBox::default();
+        for i in 0..(NOTICE_LIMIT as u64 + 5) {
+            b.push(LogNotice::WriteRecovered { failed_attempts: i });
+        }
+        let got = b.take();
+        assert_eq!(got.len(), NOTICE_LIMIT + 1);
+        assert_eq!(got.last(), Some(&LogNotice::NoticesLost { count: 5 }));
+        assert!(b.wait(Duration::from_millis(1)).is_empty());
+    }
+}
