@@ -48,9 +48,38 @@ pub async fn read(
         .await
         .map_err(|_| BodyError::Timeout)?
         .map_err(|_| BodyError::TooLarge)?;
+    if !well_formed(&bytes) {
+        return Err(BodyError::Malformed);
+    }
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(&bytes).map_err(|_| BodyError::Malformed)?;
     Ok((parts, bytes, pairs))
+}
+
+/// Whether a urlencoded body is exactly that: every `%` starts an escape of two hex digits, and
+/// what it decodes to is UTF-8. The decoder we use is lenient (bad escapes stay as typed,
+/// invalid UTF-8 becomes U+FFFD); a password must be checked as it was sent, or not at all.
+fn well_formed(body: &[u8]) -> bool {
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let [hi, lo, ..] = tail else { return false };
+            let (Some(hi), Some(lo)) = (hex(*hi), hex(*lo)) else {
+                return false;
+            };
+            decoded.push(hi << 4 | lo);
+            rest = &tail[2..];
+        } else {
+            decoded.push(b);
+            rest = tail;
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// A decoded form. Unknown fields (the CSRF token among them) are ignored; every value a
@@ -67,7 +96,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|_| {
+        let parsed = if well_formed(&bytes) {
+            serde_urlencoded::from_bytes(&bytes).ok()
+        } else {
+            None
+        };
+        parsed.map(Form).ok_or_else(|| {
             let lang = ctx.as_ref().map_or(crate::i18n::Lang::En, |c| c.lang);
             error_page(
                 ctx.as_ref(),
@@ -117,6 +151,25 @@ pub fn checkbox<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_exact_urlencoding_is_accepted() {
+        assert!(well_formed(b"username=admin&password=a%20b+c"));
+        assert!(well_formed("name=%E3%81%82".as_bytes()));
+        assert!(well_formed("name=あ".as_bytes()));
+        assert!(well_formed(b""));
+        for bad in [
+            &b"username=admin%FF%FE"[..],
+            b"username=\xff\xfe",
+            b"username=ad%zzmin",
+            b"username=admin%",
+            b"username=admin%4",
+            b"username=%+1",
+        ] {
+            assert!(!well_formed(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(!well_formed(&[b'u', b'=', 0xff, 0xfe]));
+    }
 
     #[derive(Deserialize)]
     struct Login {

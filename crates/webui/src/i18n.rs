@@ -74,9 +74,9 @@ impl Lang {
 
     /// A length of time as a reader says it: whole hours, else whole minutes, else seconds.
     pub fn duration(self, secs: u64) -> String {
-        let (n, en, ja) = if secs >= 3600 && secs % 3600 == 0 {
+        let (n, en, ja) = if secs >= 3600 && secs.is_multiple_of(3600) {
             (secs / 3600, "hour", "時間")
-        } else if secs >= 60 && secs % 60 == 0 {
+        } else if secs >= 60 && secs.is_multiple_of(60) {
             (secs / 60, "minute", "分")
         } else {
             (secs, "second", "秒")

@@ -154,6 +154,8 @@ pub fn is_local_path(path: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/-_.?=&%".contains(&b))
         && !path.contains("//")
         && !path.contains("..")
+        // Our own paths never need escapes; a browser reads `%2e%2e` as `..`.
+        && !path.split('?').next().unwrap_or_default().contains('%')
 }
 
 #[derive(Template)]
@@ -206,6 +208,9 @@ mod tests {
     fn only_our_own_pages_are_redirect_targets() {
         assert!(is_local_path("/ui/users"));
         assert!(is_local_path("/ui/reauth?next=/ui/users"));
+        assert!(is_local_path("/ui/reauth?next=%2Fui%2Fusers"));
+        assert!(!is_local_path("/ui/%2e%2e/%2e%2e/api/v1/users"));
+        assert!(!is_local_path("/ui/%2E%2E/api"));
         for bad in [
             "//evil.example/",
             "/\\evil.example",
