@@ -104,12 +104,13 @@ class Env {
   }
 }
 
-/// Every input, select and textarea a user can reach has a label: a <label for>, a wrapping
+/// Every input, select and textarea a person can reach has a label: a <label for>, a wrapping
 /// <label>, aria-label or aria-labelledby.
 async function assertLabelled(page) {
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll("input, select, textarea")]
-      .filter((el) => el.type !== "hidden")
+      // Not for people: hidden fields, and hints for password managers that are not rendered.
+      .filter((el) => el.type !== "hidden" && el.getClientRects().length > 0)
       .filter((el) => {
         const byLabel = el.labels && [...el.labels].some((l) => l.textContent.trim() !== "");
         const byAria = (el.getAttribute("aria-label") || "").trim() !== "";
