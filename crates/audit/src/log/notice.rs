@@ -124,8 +124,16 @@ pub(crate) struct NoticeBox {
 }
 
 impl NoticeBox {
+    /// Queues a notice. Repeated drops and overwrites are merged into the queued notice of the
+    /// same kind, so a long outage or a flood cannot push the rare notices (write failing,
+    /// thresholds) out of the bounded queue.
     pub(crate) fn push(&self, notice: LogNotice) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queued) = g.0.iter_mut().rev().find(|q| same_kind(q, &notice))
+            && merge(queued, &notice)
+        {
+            return;
+        }
         if g.0.len() >= NOTICE_LIMIT {
             g.0.pop_front();
             g.1 += 1;
@@ -158,9 +166,71 @@ impl NoticeBox {
     }
 }
 
+fn same_kind(a: &LogNotice, b: &LogNotice) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+/// Adds `new` into `queued` where both count the same thing; false if they do not merge.
+fn merge(queued: &mut LogNotice, new: &LogNotice) -> bool {
+    match (queued, new) {
+        (
+            LogNotice::EventsDropped { count, total },
+            LogNotice::EventsDropped { count: c, total: t },
+        ) => {
+            *count += c;
+            *total = (*total).max(*t);
+            true
+        }
+        (
+            LogNotice::RecordsOverwritten {
+                records,
+                unread,
+                first_kept_seq,
+            },
+            LogNotice::RecordsOverwritten {
+                records: r,
+                unread: u,
+                first_kept_seq: f,
+            },
+        ) => {
+            *records += r;
+            *unread += u;
+            *first_kept_seq = (*first_kept_seq).max(*f);
+            true
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_drops_merge_and_do_not_push_out_a_write_failure() {
+        let b = NoticeBox::default();
+        b.push(LogNotice::WriteFailing {
+            error: "disk full".into(),
+        });
+        for i in 1..=1000 {
+            b.push(LogNotice::EventsDropped {
+                count: 2,
+                total: 2 * i,
+            });
+        }
+        assert_eq!(
+            b.take(),
+            [
+                LogNotice::WriteFailing {
+                    error: "disk full".into()
+                },
+                LogNotice::EventsDropped {
+                    count: 2000,
+                    total: 2000
+                },
+            ]
+        );
+    }
 
     #[test]
     fn a_flood_of_notices_is_bounded_and_the_loss_reported() {
