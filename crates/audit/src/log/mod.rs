@@ -59,6 +59,8 @@ mod recover;
 mod seal;
 mod segment;
 mod state;
+#[cfg(test)]
+mod tests;
 mod verify;
 mod writer;
 
