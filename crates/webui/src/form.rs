@@ -79,7 +79,9 @@ fn well_formed(body: &[u8]) -> bool {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// A decoded form. Unknown fields (the CSRF token among them) are ignored; every value a
