@@ -484,11 +484,19 @@ impl Drop for AuditLog {
 }
 
 impl Sink for AuditLog {
-    /// Appends durably (the [`Sink`] contract); failures go to the tracing log, and are also
-    /// counted and reported by the log itself.
+    /// Appends and, while the log writes normally, waits for the fsync (the [`Sink`] contract:
+    /// durable before the action is confirmed). While writing fails it does not wait: the event
+    /// is queued (or refused and counted), so a full disk slows no login. Failures go to the
+    /// tracing log and are reported by the log itself (status, notices).
     fn record(&self, event: Event) {
         let kind = event.event;
-        if let Err(e) = self.append_durable(event) {
+        let failing = self.shared.queue().failing.is_some();
+        let result = if failing {
+            self.append(event).map(drop)
+        } else {
+            self.append_durable(event).map(drop)
+        };
+        if let Err(e) = result {
             tracing::error!(event = ?kind, error = %e, "audit record not confirmed durable");
         }
     }

@@ -188,8 +188,9 @@ impl Writer {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
         let mut q = shared.queue();
-        if self.failed_attempts > 0 && !self.idle() {
-            // Writing fails: pause, and take no new events (they wait, bounded, in the queue).
+        if self.failed_attempts > 0 {
+            // Writing fails: pause before retrying, and take no new events meanwhile (they
+            // wait, bounded, in the queue).
             q.writer_waiting = true;
             q = shared
                 .wake_writer
@@ -231,7 +232,11 @@ impl Writer {
 
     /// One round: leftovers, a due evolution, the batch, one flush.
     fn work(&mut self) -> Result<(), LogError> {
-        if Instant::now() >= self.next_evolve && self.writable() {
+        if Instant::now() >= self.next_evolve {
+            // The close seal needs a segment to go into (a failed roll may have left none).
+            if !self.writable() {
+                self.roll()?;
+            }
             self.evolve()?;
         }
         self.flush()?;
