@@ -202,3 +202,30 @@ fn a_removed_epoch_seal_is_found() {
         }
     );
 }
+
+/// A sealing state whose key does not verify the log's last seal (replaced) is refused at open,
+/// leaving the log as found; an older genuine state is fine (keys only derive forward).
+#[test]
+fn a_replaced_sealing_state_is_refused_and_an_older_one_is_evolved_forward() {
+    let (_tmp, dir, master, vk) = three_epochs();
+    let kek = MasterKeys::derive(&master).unwrap().state;
+    let (log_id, current) = EpochKey::load(&dir, &kek).unwrap().unwrap();
+
+    let mut forged = EpochKey::generate().unwrap();
+    forged.advance_to(current.epoch()).unwrap();
+    forged.save(&dir, &kek, &log_id).unwrap();
+    let seg = only_segment(&dir);
+    let before = std::fs::read(&seg).unwrap();
+    assert!(matches!(
+        AuditLog::open(&dir, &master, LogConfig::default()),
+        Err(super::LogError::SealStateMismatch)
+    ));
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing written");
+
+    // The epoch-0 key is an older genuine state: the log derives forward and goes on.
+    let k0 = vk.epoch_key(0).unwrap();
+    k0.save(&dir, &kek, &log_id).unwrap();
+    let log = AuditLog::open(&dir, &master, LogConfig::default()).unwrap();
+    assert_eq!(log.status().epoch, current.epoch() + 1);
+    assert!(log.verify(Some(&vk)).is_ok());
+}
