@@ -5,7 +5,8 @@
 //! cargo run --release -p mamori-audit --example append_throughput -- [records] [dir]
 //! taskset -c 0 target/release/examples/append_throughput 500000   # one core
 //! ```
-//! Prints records/s for both, CPU time, and disk bytes per record.
+//! Prints records/s for both, CPU time, disk bytes per record, and the latency of a single
+//! durable append (what a login waits for).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a failed run
 
 use std::io::Write;
@@ -55,6 +56,13 @@ fn main() {
     log.sync().unwrap();
     let (log_wall, log_cpu) = (t0.elapsed(), cpu_time() - cpu0);
     let st = log.status();
+    // One producer appending durably, one record at a time: the cost a login pays.
+    let t0 = Instant::now();
+    let durable_n = 500u32;
+    for i in 0..durable_n {
+        log.append_durable(event(u64::from(i))).unwrap();
+    }
+    let durable_each = t0.elapsed() / durable_n;
     log.close().unwrap();
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
@@ -73,6 +81,7 @@ fn main() {
         st.segments,
         st.epoch
     );
+    println!("append_durable, one at a time: {durable_each:?} each (one fsync per record)");
 }
 
 /// A realistic record: a failed login with user, address and a few details.
