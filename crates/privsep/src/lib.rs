@@ -55,6 +55,7 @@
 use std::io;
 use std::path::PathBuf;
 
+pub mod audit_custody;
 pub mod client;
 pub mod op;
 pub mod parent;
@@ -173,6 +174,9 @@ pub enum PrivsepError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The audit log could not be created, opened or closed by the privileged side.
+    #[error("audit log: {0}")]
+    AuditLog(String),
     /// Creating or opening the key-encryption key failed.
     #[error(transparent)]
     Keys(#[from] mamori_keys::KeyError),

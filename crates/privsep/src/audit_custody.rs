@@ -1,0 +1,218 @@
+//! Who holds which audit-log key.
+//!
+//! The management process writes the audit log: it needs the log's master key (derived from
+//! the data key it already gets) and holds only the *current* sealing epoch key. The
+//! verification key — which can check every past seal, and could also forge them — is made when
+//! the log is created and never reaches the management process: the privileged side creates the
+//! log before the management process starts and keeps the verification key beside the KEK in
+//! the root-only `keys` directory. So a compromised management process can forge at most its
+//! current epoch (see `mamori_audit::log`), and `mamori audit verify` (root, on the device)
+//! checks everything.
+//!
+//! A log that cannot be opened (damaged beyond a torn tail, or keys that do not match) is moved
+//! aside, kept for inspection, and a new log is started: a device that refuses to start because
+//! of its log would take the management plane down with it. The caller records that as an
+//! event.
+
+use std::path::{Path, PathBuf};
+
+use mamori_audit::log::{AuditLog, LogConfig, LogError, VerificationKey};
+use mamori_crypto::aead::Key;
+use mamori_keys::{FileKeyProvider, load_or_create_data_key};
+
+use crate::parent::{DATA_KEY_FILE, KEK_FILE};
+use crate::{PrivsepError, Result};
+
+/// The audit log's directory, under the state directory (inside the management process's
+/// writable `audit`).
+pub const AUDIT_LOG_DIR: &str = "audit/log";
+/// The sealed verification key, in the root-only keys directory.
+pub const VERIFICATION_KEY_FILE: &str = "keys/audit-verification.sealed";
+
+const MASTER_PURPOSE: &str = "audit-log/master";
+const VK_PURPOSE: &str = "audit-log/verification-key";
+const VK_CONTEXT: &[u8] = b"mamori/audit-log/verification-key/v1";
+
+/// The audit log's master key, from the data key (both processes derive the same one).
+pub fn master_key(data_key: &Key) -> Result<Key> {
+    Ok(data_key.derive(MASTER_PURPOSE)?)
+}
+
+/// What [`ensure_audit_log`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensured {
+    /// The log was there and opens.
+    Present,
+    /// There was no log; a new one was created.
+    Created,
+    /// The log could not be opened; it was moved to `moved_to` and a new one created.
+    Replaced {
+        /// Where the old log now is.
+        moved_to: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
+}
+
+fn data_key(state_dir: &Path) -> Result<Key> {
+    let kek = FileKeyProvider::open(&state_dir.join(KEK_FILE))?;
+    Ok(load_or_create_data_key(&kek, &state_dir.join(DATA_KEY_FILE))?.0)
+}
+
+/// Makes sure the audit log exists and opens, creating it (and storing its verification key)
+/// if not. Run by the side that can read `keys/`: the privileged parent before it starts the
+/// management process, or the single process. The KEK must exist.
+pub fn ensure_audit_log(state_dir: &Path, config: &LogConfig) -> Result<Ensured> {
+    let dek = data_key(state_dir)?;
+    let master = master_key(&dek)?;
+    let dir = state_dir.join(AUDIT_LOG_DIR);
+    let vk_present = state_dir.join(VERIFICATION_KEY_FILE).exists();
+    let moved = match AuditLog::open(&dir, &master, config.clone()) {
+        Ok(log) if vk_present => {
+            log.close().map_err(log_err)?;
+            return Ok(Ensured::Present);
+        }
+        Ok(log) => {
+            // A log whose verification key is gone cannot be checked: start a new one that can.
+            log.close().map_err(log_err)?;
+            Some(move_aside(&dir, "its verification key is missing".into())?)
+        }
+        Err(LogError::NotFound { .. }) => None,
+        Err(e @ LogError::Locked { .. }) => return Err(log_err(e)),
+        Err(e) => Some(move_aside(&dir, e.to_string())?),
+    };
+    let (log, vk) = AuditLog::create(&dir, &master, config.clone()).map_err(log_err)?;
+    log.close().map_err(log_err)?;
+    store_verification_key(state_dir, &dek, &vk)?;
+    Ok(match moved {
+        None => Ensured::Created,
+        Some((moved_to, reason)) => Ensured::Replaced { moved_to, reason },
+    })
+}
+
+fn move_aside(dir: &Path, reason: String) -> Result<(PathBuf, String)> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let to = dir.with_file_name(format!("log.unreadable-{stamp}"));
+    std::fs::rename(dir, &to).map_err(|source| PrivsepError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    tracing::error!(
+        target: "mamori::privsep",
+        audit = true,
+        moved_to = %to.display(),
+        %reason,
+        "the audit log could not be opened; kept it aside and started a new one"
+    );
+    Ok((to, reason))
+}
+
+fn store_verification_key(state_dir: &Path, dek: &Key, vk: &VerificationKey) -> Result<()> {
+    let path = state_dir.join(VERIFICATION_KEY_FILE);
+    let sealed = dek
+        .derive(VK_PURPOSE)?
+        .seal(VK_CONTEXT, vk.dangerous_to_text().as_bytes())?;
+    mamori_durable::write(&path, &sealed, 0o600).map_err(|source| {
+        PrivsepError::StateDir {
+            path: path.clone(),
+            source,
+        }
+    })
+}
+
+/// Everything `verify` needs, read from the state directory by root: the log's directory, its
+/// master key and its verification key.
+pub struct VerifyKeys {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// Opens the records.
+    pub master: Key,
+    /// Checks the seals.
+    pub verification: VerificationKey,
+}
+
+/// Loads what verification needs. Root only (it reads `keys/`).
+pub fn verify_keys(state_dir: &Path) -> Result<VerifyKeys> {
+    let dek = data_key(state_dir)?;
+    let path = state_dir.join(VERIFICATION_KEY_FILE);
+    let sealed = std::fs::read(&path).map_err(|source| PrivsepError::StateDir {
+        path: path.clone(),
+        source,
+    })?;
+    let text = dek.derive(VK_PURPOSE)?.open(VK_CONTEXT, &sealed)?;
+    let text = std::str::from_utf8(&text).map_err(|_| PrivsepError::StateDirUnsafe {
+        path: path.clone(),
+        reason: "the verification key is not text",
+    })?;
+    let verification =
+        VerificationKey::from_text(text).map_err(|_| PrivsepError::StateDirUnsafe {
+            path: path.clone(),
+            reason: "the verification key does not parse",
+        })?;
+    Ok(VerifyKeys {
+        dir: state_dir.join(AUDIT_LOG_DIR),
+        master: master_key(&dek)?,
+        verification,
+    })
+}
+
+fn log_err(e: LogError) -> PrivsepError {
+    PrivsepError::AuditLog(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use mamori_audit::{Event, EventKind, Outcome};
+
+    use super::*;
+    use crate::parent::ensure_kek;
+
+    fn state() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        mamori_durable::create_dir(&dir.path().join("keys"), 0o700).unwrap();
+        mamori_durable::create_dir(&dir.path().join("audit"), 0o700).unwrap();
+        ensure_kek(dir.path()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_log_is_created_once_and_its_verification_key_checks_what_the_writer_wrote() {
+        let s = state();
+        let cfg = LogConfig::default();
+        assert_eq!(ensure_audit_log(s.path(), &cfg).unwrap(), Ensured::Created);
+        assert_eq!(ensure_audit_log(s.path(), &cfg).unwrap(), Ensured::Present);
+        // The writer (management process) opens it with the master key only.
+        let dek = data_key(s.path()).unwrap();
+        let log = AuditLog::open(
+            &s.path().join(AUDIT_LOG_DIR),
+            &master_key(&dek).unwrap(),
+            cfg,
+        )
+        .unwrap();
+        log.append_durable(Event::new(EventKind::LoginFailed, Outcome::Failure).actor("a"))
+            .unwrap();
+        log.close().unwrap();
+        let keys = verify_keys(s.path()).unwrap();
+        let report =
+            mamori_audit::log::verify(&keys.dir, Some(&keys.verification), Some(&keys.master));
+        assert!(report.first_break.is_none(), "{report}");
+        assert!(report.records >= 1);
+    }
+
+    #[test]
+    fn an_unreadable_log_is_kept_aside_and_replaced() {
+        let s = state();
+        let cfg = LogConfig::default();
+        ensure_audit_log(s.path(), &cfg).unwrap();
+        // Someone replaced the sealed state with garbage.
+        let dir = s.path().join(AUDIT_LOG_DIR);
+        std::fs::write(dir.join("seal.state"), b"garbage").unwrap();
+        match ensure_audit_log(s.path(), &cfg).unwrap() {
+            Ensured::Replaced { moved_to, .. } => assert!(moved_to.exists()),
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+        assert_eq!(ensure_audit_log(s.path(), &cfg).unwrap(), Ensured::Present);
+    }
+}
