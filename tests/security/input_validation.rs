@@ -34,6 +34,12 @@ fn base_bodies(admin: &Client) -> BTreeMap<(String, String), Value> {
         "/api/v1/auth/password",
         json!({"current": "Not-The-Password-1", "new": "Meadow-Anvil-62-cobalt"}),
     );
+    // Long before any record: a valid purge that destroys nothing.
+    add(
+        "post",
+        "/api/v1/audit/purge",
+        json!({"before": "2000-01-01T00:00:00Z"}),
+    );
     add(
         "post",
         "/api/v1/auth/reauth",

@@ -75,6 +75,55 @@ pub enum EventKind {
     ConnectionRefused,
     /// Access was denied to an authenticated principal.
     AccessDenied,
+    /// The audit log could not be opened at start; it was kept aside and a new one started
+    /// (details: where the old one is, and why).
+    AuditLogReplaced,
+    /// The audit log crossed a capacity threshold (80 % or 90 %).
+    AuditLogCapacity,
+    /// The oldest audit records were overwritten to make room (details: how many, how many of
+    /// them no collector had received).
+    AuditLogOverwritten,
+    /// Writing the audit log failed, or recovered; events waited or were refused (counted).
+    AuditLogWriteFailed,
+    /// The audit log's integrity was verified (outcome: whether it held).
+    AuditLogVerified,
+    /// Audit records were exported.
+    AuditLogExported,
+    /// Personal data (actor, source) older than a date was purged from the audit log.
+    PersonalDataPurged,
+    /// A network interface lost its link (administratively down or no carrier); S3.1-35 A.
+    LinkDown,
+    /// A network interface got its link back (up with carrier); S3.1-35 A.
+    LinkUp,
+    /// Link changes of one interface were too frequent to record one by one: a counted summary
+    /// of the `link_down`/`link_up` events held back (flap damping); S3.1-35 A.
+    LinkEventsSuppressed,
+    /// The upstream was lost: the default route disappeared or its interface lost its link;
+    /// S3.1-35 A.
+    UpstreamLost,
+    /// The upstream is back: a default route exists again over an interface with link; S3.1-35 A.
+    UpstreamRestored,
+    /// A network interface appeared; S3.1-35 G.
+    InterfaceAdded,
+    /// A network interface disappeared; S3.1-35 G.
+    InterfaceRemoved,
+    /// A USB device was attached; S3.1-35 G.
+    UsbDeviceAdded,
+    /// A USB device was detached; S3.1-35 G.
+    UsbDeviceRemoved,
+    /// The firewall ruleset changed (one nftables generation: what changed, and which process
+    /// committed it when the kernel tells); S3.1-35 H.
+    FirewallRulesetChanged,
+    /// The running software differs from the software of the previous start (version or
+    /// executable digest, before and after); S3.1-35 F.
+    SoftwareChanged,
+    /// A system-event monitor lost kernel notifications (receive buffer overrun) and
+    /// resynchronised from the kernel's current state: changes in between may be missing or
+    /// recorded late.
+    MonitorEventsMissed,
+    /// A system-event monitor could not start or stopped working; the events it watches are not
+    /// recorded until it recovers.
+    MonitorFailed,
 }
 
 /// How it ended.

@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use mamori_audit::FileSink;
+use mamori_audit::log::AuditLog;
 use mamori_auth::{AuthError, AuthService};
 use mamori_crypto::CryptoError;
 use mamori_crypto::tls::TlsOptions;
@@ -83,8 +83,8 @@ pub type StatusProvider = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 pub struct AppState {
     /// The authentication service.
     pub auth: Arc<AuthService>,
-    /// The audit sink.
-    pub audit: Arc<FileSink>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
     /// Device identity.
     pub device: Arc<DeviceIdentity>,
     /// Process and sandbox status.
@@ -113,7 +113,7 @@ impl AppState {
     /// right: each hash keeps a core busy for ~80 ms).
     pub fn new(
         auth: Arc<AuthService>,
-        audit: Arc<FileSink>,
+        audit: Arc<AuditLog>,
         device: DeviceIdentity,
         status: StatusProvider,
         tls: Arc<TlsControl>,

@@ -6,6 +6,7 @@
 //! log and in `GET /api/v1/status`.
 
 mod args;
+mod audit_notices;
 mod management;
 mod provision;
 
@@ -38,6 +39,23 @@ fn check_reachable(state_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// As root, before the management process exists: the state directory laid out for it, then
+/// the audit log created (or checked) by this side, which keeps the verification key.
+fn prepare_audit_log(state_dir: &std::path::Path, child_user: &str) -> anyhow::Result<()> {
+    let user = mamori_privsep::parent::ensure_child_user(child_user)?;
+    mamori_privsep::parent::prepare_state_dir(state_dir, user.uid, user.gid)?;
+    ensure_audit_log(state_dir)
+}
+
+fn ensure_audit_log(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let ensured = mamori_privsep::audit_custody::ensure_audit_log(
+        state_dir,
+        &mamori_audit::log::LogConfig::default(),
+    )?;
+    tracing::info!(?ensured, "audit log ready");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -59,6 +77,7 @@ fn main() -> ExitCode {
         let mut cfg = ParentConfig::new(&args.state_dir, args.for_child());
         cfg.child_user.clone_from(&args.user);
         check_reachable(&args.state_dir)
+            .and_then(|()| prepare_audit_log(&args.state_dir, &cfg.child_user))
             .and_then(|()| run_parent(cfg).map_err(anyhow::Error::from))
             .map(|exit| {
                 tracing::info!(signal = ?exit.signal, restarts = exit.child_restarts, "stopped");
@@ -68,7 +87,8 @@ fn main() -> ExitCode {
             "not started as root: running as a single process WITHOUT privilege separation \
              (development mode; a device starts mamorid as root)"
         );
-        management::run(&args, Parent::in_process(&args.state_dir))
+        ensure_audit_log(&args.state_dir)
+            .and_then(|()| management::run(&args, Parent::in_process(&args.state_dir)))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use mamori_audit::{Event, EventKind, FileSink, Outcome, Sink};
+use mamori_audit::log::{AuditLog, LogConfig};
+use mamori_audit::{Event, EventKind, Outcome, Sink};
 use mamori_auth::{AuthService, DeviceFacts, SystemClock};
 use mamori_crypto::tls::{self, TlsOptions};
 use mamori_http::state::{DeviceIdentity, StatusProvider, TlsControl};
@@ -138,14 +139,21 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         None
     };
     // 5. Store, audit, provisioning, TLS.
-    let audit_key = dek.derive("audit/interim")?;
+    let audit_master = mamori_privsep::audit_custody::master_key(&dek)?;
     let store = Arc::new(
         Store::open(&state_dir.join("store/mamori.redb"), dek).context("opening the store")?,
     );
-    let audit = Arc::new(FileSink::open(
-        &state_dir.join("audit/interim.log"),
-        audit_key,
-    )?);
+    // Created by the privileged side, which keeps its verification key; this process writes.
+    let audit = Arc::new(
+        AuditLog::open(
+            &state_dir.join(mamori_privsep::audit_custody::AUDIT_LOG_DIR),
+            &audit_master,
+            LogConfig::default(),
+        )
+        .context("opening the audit log")?,
+    );
+    drop(audit_master);
+    crate::audit_notices::spawn(audit.clone());
     let (identity, label) = provision::provision(&store, &manufacturing, &facts)?;
     facts.model.clone_from(&identity.model);
     facts.serial.clone_from(&identity.serial);

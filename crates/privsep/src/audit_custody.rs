@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use mamori_audit::log::{AuditLog, LogConfig, LogError, VerificationKey};
+use mamori_audit::{Event, EventKind, Outcome};
 use mamori_crypto::aead::Key;
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
 
@@ -63,11 +64,12 @@ fn data_key(state_dir: &Path) -> Result<Key> {
 /// if not. Run by the side that can read `keys/`: the privileged parent before it starts the
 /// management process, or the single process. The KEK must exist.
 pub fn ensure_audit_log(state_dir: &Path, config: &LogConfig) -> Result<Ensured> {
+    crate::parent::ensure_kek(state_dir)?;
     let dek = data_key(state_dir)?;
     let master = master_key(&dek)?;
     let dir = state_dir.join(AUDIT_LOG_DIR);
     let vk_present = state_dir.join(VERIFICATION_KEY_FILE).exists();
-    let moved = match AuditLog::open(&dir, &master, config.clone()) {
+    let moved = match open_waiting(&dir, &master, config) {
         Ok(log) if vk_present => {
             log.close().map_err(log_err)?;
             return Ok(Ensured::Present);
@@ -82,12 +84,37 @@ pub fn ensure_audit_log(state_dir: &Path, config: &LogConfig) -> Result<Ensured>
         Err(e) => Some(move_aside(&dir, e.to_string())?),
     };
     let (log, vk) = AuditLog::create(&dir, &master, config.clone()).map_err(log_err)?;
+    if let Some((moved_to, reason)) = &moved {
+        // The new log's first record says what happened to the old one.
+        log.append_durable(
+            Event::new(EventKind::AuditLogReplaced, Outcome::Failure).details(
+                serde_json::json!({"kept_at": moved_to.display().to_string(), "reason": reason}),
+            ),
+        )
+        .map_err(log_err)?;
+    }
     log.close().map_err(log_err)?;
     store_verification_key(state_dir, &dek, &vk)?;
     Ok(match moved {
         None => Ensured::Created,
         Some((moved_to, reason)) => Ensured::Replaced { moved_to, reason },
     })
+}
+
+/// How long a start waits for a management process that is still ending (after a crash of the
+/// parent, or a power-cut test) to let go of the log.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn open_waiting(dir: &Path, master: &Key, config: &LogConfig) -> Result<AuditLog, LogError> {
+    let start = std::time::Instant::now();
+    loop {
+        match AuditLog::open(dir, master, config.clone()) {
+            Err(LogError::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn move_aside(dir: &Path, reason: String) -> Result<(PathBuf, String)> {
@@ -114,11 +141,9 @@ fn store_verification_key(state_dir: &Path, dek: &Key, vk: &VerificationKey) -> 
     let sealed = dek
         .derive(VK_PURPOSE)?
         .seal(VK_CONTEXT, vk.dangerous_to_text().as_bytes())?;
-    mamori_durable::write(&path, &sealed, 0o600).map_err(|source| {
-        PrivsepError::StateDir {
-            path: path.clone(),
-            source,
-        }
+    mamori_durable::write(&path, &sealed, 0o600).map_err(|source| PrivsepError::StateDir {
+        path: path.clone(),
+        source,
     })
 }
 
@@ -164,8 +189,6 @@ fn log_err(e: LogError) -> PrivsepError {
 
 #[cfg(test)]
 mod tests {
-    use mamori_audit::{Event, EventKind, Outcome};
-
     use super::*;
     use crate::parent::ensure_kek;
 
@@ -214,5 +237,9 @@ mod tests {
             other => panic!("expected a replacement, got {other:?}"),
         }
         assert_eq!(ensure_audit_log(s.path(), &cfg).unwrap(), Ensured::Present);
+        let keys = verify_keys(s.path()).unwrap();
+        let log = AuditLog::open(&keys.dir, &keys.master, LogConfig::default()).unwrap();
+        let first = log.read(1, 1).unwrap();
+        assert_eq!(first[0].event.event, EventKind::AuditLogReplaced);
     }
 }

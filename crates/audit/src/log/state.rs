@@ -118,7 +118,7 @@ pub(crate) struct SegView {
 }
 
 /// The outcome of [`AuditLog::purge_personal_data`](super::AuditLog::purge_personal_data).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct PurgeReport {
     /// Segments whose personal key was destroyed now.
@@ -130,7 +130,7 @@ pub struct PurgeReport {
 }
 
 /// The log's state, for the API status, the UI banner and `mamori audit status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct LogStatus {
     /// Bytes of all segments.
