@@ -31,9 +31,15 @@ pub struct TlsOptions {
 
 /// Certificate signature algorithms we accept from peers: ECDSA P-256/P-384 and RSA (PSS or
 /// PKCS#1 v1.5) with SHA-256 or stronger. No SHA-1, no Ed25519 (not needed by any peer yet).
+///
+/// In TLS 1.2 a signature scheme does not fix the curve: GnuTLS (rsyslog's TLS module) signs
+/// with a P-256 key and SHA-384, so each ECDSA scheme maps to both curves, as rustls' own table
+/// does. TLS 1.3 binds the curve and uses only the first entry.
 static SIGNATURE_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
     all: &[
         sig::ECDSA_P256_SHA256,
+        sig::ECDSA_P256_SHA384,
+        sig::ECDSA_P384_SHA256,
         sig::ECDSA_P384_SHA384,
         sig::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
         sig::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
@@ -45,11 +51,11 @@ static SIGNATURE_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorith
     mapping: &[
         (
             rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
-            &[sig::ECDSA_P384_SHA384],
+            &[sig::ECDSA_P384_SHA384, sig::ECDSA_P256_SHA384],
         ),
         (
             rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
-            &[sig::ECDSA_P256_SHA256],
+            &[sig::ECDSA_P256_SHA256, sig::ECDSA_P384_SHA256],
         ),
         (
             rustls::SignatureScheme::RSA_PSS_SHA512,
