@@ -25,6 +25,10 @@ pub trait Backlog: Send + Sync + 'static {
     fn read_from(&self, from: u64, limit: usize) -> Result<Vec<ForwardRecord>, BacklogError>;
 
     /// The highest sequence number written so far; 0 when the log is empty.
+    ///
+    /// It must count only records that [`Backlog::read_from`] can already return, and be right
+    /// from the first call: a value below a collector's saved cursor is taken to mean the log
+    /// was reset, and that collector starts again from the oldest record.
     fn last_seq(&self) -> u64;
 
     /// A receiver that sees [`Backlog::last_seq`] change, so the forwarder waits for new

@@ -142,7 +142,9 @@ impl Worker {
             let last = self.backlog.last_seq();
             let next = self.position(state, last).await;
             if next <= last {
-                let records = self.read(next).await?;
+                let mut records = self.read(next).await?;
+                // Never go back, whatever the backlog returns.
+                records.retain(|r| r.seq >= next);
                 if !records.is_empty() {
                     let (bytes, last_in_batch, count, skipped) =
                         self.batch(state.cursor, next, &records);
