@@ -6,6 +6,7 @@ mod common;
 mod smoke;
 mod support;
 
+mod audit_log;
 mod auth_flow;
 mod cli;
 mod console;

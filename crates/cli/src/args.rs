@@ -318,12 +318,59 @@ pub enum AccessSettingsCmd {
 /// `mamori audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Show audit events, newest last.
-    Events {
-        /// At most N events.
+    /// Show audit records, newest last (auditor, admin).
+    #[command(alias = "events")]
+    List {
+        /// At most N records (1-1000, default 100).
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
+        #[command(flatten)]
+        filter: AuditFilter,
     },
+    /// Write every matching record as JSON lines (auditor, admin); the export is recorded.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Write to FILE (created, mode 0600) instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Show the log's fill level, sequence range, epoch, unforwarded overwrites and errors.
+    Status,
+    /// Destroy the personal data (actor, source) of records before a time (admin, asks for
+    /// your password again); irreversible, by whole UTC days, and recorded.
+    Purge {
+        /// RFC 3339 time, e.g. 2026-01-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        before: String,
+    },
+    /// On the device, as root: prove the log's hash chain and seals, and name the first break.
+    /// Reads the state directory directly; needs no running daemon and no login.
+    Verify {
+        /// The device's state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/mamori")]
+        state_dir: std::path::PathBuf,
+    },
+}
+
+/// Which audit records.
+#[derive(Debug, Args, Default)]
+pub struct AuditFilter {
+    /// Records at or after TIME (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before TIME (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only these events (comma-separated names, e.g. login_failed,user_created).
+    #[arg(long, value_name = "NAMES")]
+    pub event: Option<String>,
+    /// Only records of this user.
+    #[arg(long, value_name = "USER")]
+    pub actor: Option<String>,
+    /// Only `success` or `failure`.
+    #[arg(long, value_name = "OUTCOME")]
+    pub outcome: Option<String>,
 }
 
 /// Parses `KEY=VALUE`: VALUE as JSON when it parses, else as a string.
@@ -405,7 +452,9 @@ pub fn validate(cli: &Cli) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    if !console {
+    // `audit verify` reads the state directory on the device; it talks to no server.
+    let local = matches!(cli.command, Command::Audit(AuditCmd::Verify { .. }));
+    if !console && !local {
         if cli.global.url.is_none() {
             return Err(CliError::Usage(
                 "no server given: use --url https://HOST:PORT (or MAMORI_URL), or --console".into(),

@@ -18,6 +18,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CONNECTION: u8 = 3;
 /// Exit code: server error.
 pub const EXIT_SERVER: u8 = 4;
+/// Exit code: the audit log does not verify (a break was found).
+pub const EXIT_BROKEN: u8 = 5;
 
 /// An error answer of the API (`{"error": {"code", "message"}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +150,8 @@ pub enum CliError {
         /// The account.
         username: String,
     },
+    /// `mamori audit verify` found a break in the log (the report is already printed).
+    LogBroken(String),
 }
 
 impl CliError {
@@ -160,6 +164,7 @@ impl CliError {
             CliError::Connection(_) => EXIT_CONNECTION,
             CliError::Protocol(_) => EXIT_SERVER,
             CliError::MustChangePassword { .. } => EXIT_REFUSED,
+            CliError::LogBroken(_) => EXIT_BROKEN,
         }
     }
 }
@@ -168,6 +173,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Usage(m) => write!(f, "{m}"),
+            CliError::LogBroken(m) => write!(f, "the audit log does not verify: {m}"),
             CliError::Api(e) => write!(f, "{e}"),
             CliError::Connection(m) => write!(f, "{m}"),
             CliError::Protocol(m) => write!(f, "unexpected answer from the server: {m}"),

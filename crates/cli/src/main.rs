@@ -12,7 +12,7 @@ mod transport;
 
 use std::process::ExitCode;
 
-use args::{Cli, Command, ParseFailure};
+use args::{AuditCmd, Cli, Command, ParseFailure};
 use commands::Ctx;
 use error::{CliError, EXIT_USAGE};
 use output::Output;
@@ -52,6 +52,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let out = Output {
         json: cli.global.json,
     };
+    // Verification reads the state directory as root; it needs no daemon and no login.
+    if let Command::Audit(AuditCmd::Verify { state_dir }) = &cli.command {
+        return commands::audit::verify_local(state_dir, out);
+    }
     let transport = match cli.global.console_socket() {
         Some(socket) => Transport::Console(ConsoleTransport::new(socket)),
         None => {

@@ -26,6 +26,11 @@ pub struct Args {
     /// User the management process runs as (created as a system user if missing).
     #[arg(long, default_value = mamori_privsep::parent::DEFAULT_CHILD_USER)]
     pub user: String,
+    /// Audit log capacity in MiB (1-65536). When full, the oldest records are overwritten, with
+    /// warnings at 80 % and 90 %; the default holds about a day of a busy gateway and weeks of
+    /// a quiet one (docs/en/audit.md).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub audit_capacity_mib: u64,
     /// Internal: run as the management process under a privileged parent.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -42,6 +47,16 @@ impl Args {
         Ok(())
     }
 
+    /// The audit log's configuration: the capacity asked for, in segments of at most 4 MiB and
+    /// at least eight of them, so overwriting the oldest frees a small share at a time.
+    pub fn audit_log_config(&self) -> mamori_audit::log::LogConfig {
+        let capacity = self.audit_capacity_mib * 1024 * 1024;
+        let mut cfg = mamori_audit::log::LogConfig::default();
+        cfg.capacity_bytes = capacity;
+        cfg.segment_bytes = (capacity / 8).clamp(128 * 1024, 4 * 1024 * 1024);
+        cfg
+    }
+
     /// The arguments for the management process: these, spelled out, plus `--child`.
     pub fn for_child(&self) -> Vec<OsString> {
         let mut out: Vec<OsString> = vec![
@@ -52,6 +67,10 @@ impl Args {
             "--user".into(),
             self.user.clone().into(),
         ];
+        out.extend([
+            "--audit-capacity-mib".into(),
+            self.audit_capacity_mib.to_string().into(),
+        ]);
         if let Some(p) = &self.provision_file {
             out.extend(["--provision-file".into(), p.clone().into_os_string()]);
         }

@@ -41,17 +41,15 @@ fn check_reachable(state_dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// As root, before the management process exists: the state directory laid out for it, then
 /// the audit log created (or checked) by this side, which keeps the verification key.
-fn prepare_audit_log(state_dir: &std::path::Path, child_user: &str) -> anyhow::Result<()> {
+fn prepare_audit_log(args: &Args, child_user: &str) -> anyhow::Result<()> {
     let user = mamori_privsep::parent::ensure_child_user(child_user)?;
-    mamori_privsep::parent::prepare_state_dir(state_dir, user.uid, user.gid)?;
-    ensure_audit_log(state_dir)
+    mamori_privsep::parent::prepare_state_dir(&args.state_dir, user.uid, user.gid)?;
+    ensure_audit_log(args)
 }
 
-fn ensure_audit_log(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    let ensured = mamori_privsep::audit_custody::ensure_audit_log(
-        state_dir,
-        &mamori_audit::log::LogConfig::default(),
-    )?;
+fn ensure_audit_log(args: &Args) -> anyhow::Result<()> {
+    let ensured =
+        mamori_privsep::audit_custody::ensure_audit_log(&args.state_dir, &args.audit_log_config())?;
     tracing::info!(?ensured, "audit log ready");
     Ok(())
 }
@@ -77,7 +75,7 @@ fn main() -> ExitCode {
         let mut cfg = ParentConfig::new(&args.state_dir, args.for_child());
         cfg.child_user.clone_from(&args.user);
         check_reachable(&args.state_dir)
-            .and_then(|()| prepare_audit_log(&args.state_dir, &cfg.child_user))
+            .and_then(|()| prepare_audit_log(&args, &cfg.child_user))
             .and_then(|()| run_parent(cfg).map_err(anyhow::Error::from))
             .map(|exit| {
                 tracing::info!(signal = ?exit.signal, restarts = exit.child_restarts, "stopped");
@@ -87,7 +85,7 @@ fn main() -> ExitCode {
             "not started as root: running as a single process WITHOUT privilege separation \
              (development mode; a device starts mamorid as root)"
         );
-        ensure_audit_log(&args.state_dir)
+        ensure_audit_log(&args)
             .and_then(|()| management::run(&args, Parent::in_process(&args.state_dir)))
     };
     match result {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use mamori_audit::log::{AuditLog, LogConfig};
+use mamori_audit::log::AuditLog;
 use mamori_audit::{Event, EventKind, Outcome, Sink};
 use mamori_auth::{AuthService, DeviceFacts, SystemClock};
 use mamori_crypto::tls::{self, TlsOptions};
@@ -148,7 +148,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         AuditLog::open(
             &state_dir.join(mamori_privsep::audit_custody::AUDIT_LOG_DIR),
             &audit_master,
-            LogConfig::default(),
+            args.audit_log_config(),
         )
         .context("opening the audit log")?,
     );
