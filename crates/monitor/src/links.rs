@@ -171,7 +171,15 @@ impl LinkWatch {
         }
         let old = self.links.insert(new.index, new.clone());
         if old.as_ref().is_some_and(|o| o.admin_up != new.admin_up) {
-            // IPv4 drops routes silently on admin down: read them again.
+            if !new.admin_up {
+                // IPv4 drops the routes through an interface taken down without telling
+                // (no RTM_DELROUTE): do the same at once, so the interface coming back up
+                // before the dump below answers cannot look like a restored upstream.
+                let index = new.index;
+                self.routes
+                    .retain(|r| !(r.family == Family::Ipv4 && r.oifs == [index]));
+            }
+            // And read the routes again to be sure (multipath routes lose only a next hop).
             if let Err(e) = self.dumps.request(DumpKind::Routes, sock) {
                 tracing::warn!(error = %e, "route dump request failed");
             }
