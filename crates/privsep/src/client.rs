@@ -42,6 +42,17 @@ pub struct ParentStatus {
     pub child_restarts: u32,
 }
 
+/// What the parent did for [`Request::SetTime`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClockSet {
+    /// The clock just before it was set, in milliseconds since the Unix epoch.
+    pub before_unix_ms: i64,
+    /// The clock just after it was set.
+    pub after_unix_ms: i64,
+    /// Whether mamori's chronyd was running (the request was forced).
+    pub ntp_running: bool,
+}
+
 impl Parent {
     /// The channel to a privileged parent, which passed it as standard input.
     ///
@@ -117,6 +128,26 @@ impl Parent {
                 child_restarts,
             }),
             other => Err(unexpected("Status", other)),
+        }
+    }
+
+    /// Asks the parent to set the system clock to `unix_ms` ([`Request::SetTime`]).
+    ///
+    /// This only crosses the boundary; it neither checks the range (the parent does, and
+    /// refuses) nor records anything. The management process's caller is
+    /// `mamori_time::set_time`, which checks first and writes the audit record.
+    pub fn set_time(&self, unix_ms: i64, force: bool) -> Result<ClockSet> {
+        match self.call(Request::SetTime { unix_ms, force })? {
+            Reply::ClockSet {
+                before_unix_ms,
+                after_unix_ms,
+                ntp_running,
+            } => Ok(ClockSet {
+                before_unix_ms,
+                after_unix_ms,
+                ntp_running,
+            }),
+            other => Err(unexpected("SetTime", other)),
         }
     }
 
@@ -196,6 +227,20 @@ mod tests {
         assert_eq!(server.join().unwrap(), 3);
         let reopened = Parent::in_process(dir.path()).data_key().unwrap();
         assert_eq!(&reopened.open(b"x", &sealed).unwrap()[..], b"v");
+    }
+
+    #[test]
+    fn set_time_out_of_range_comes_back_as_the_parents_refusal() {
+        let p = Parent::in_process("/nonexistent");
+        match p.set_time(0, true) {
+            Err(PrivsepError::Refused {
+                op: "SetTime",
+                reason,
+            }) => {
+                assert!(reason.contains("built"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

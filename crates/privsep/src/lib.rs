@@ -25,6 +25,9 @@
 //!   calls itself.
 //! - The key-encryption key never leaves the parent. The data key is handed over once per child
 //!   lifetime; a second request is refused and logged.
+//! - The clock is set only through [`op::Request::SetTime`]: a number of milliseconds, checked
+//!   again by the parent (not before this build's date, before 2100, refused while mamori's
+//!   chronyd runs unless forced); the parent reads the clock before and after and says both.
 //! - The child is a fresh `execve` of the binary, so nothing in the parent's memory reaches it.
 //!   It gets the socketpair as its standard input, the parent's standard output and error, and a
 //!   filtered environment; every other descriptor is close-on-exec.
@@ -49,7 +52,7 @@
 //!
 //! It does not choose what the management process serves, does not open sockets, does not write
 //! the audit log (it logs through `tracing`; the daemon routes that), and does not implement the
-//! later operations (nftables, addresses, routes, clock, reboot, wipe) yet. There is no `unsafe`
+//! later operations (nftables, addresses, routes, reboot, wipe) yet. There is no `unsafe`
 //! here: nix, caps, landlock and seccompiler provide the system calls.
 
 use std::io;

@@ -10,8 +10,8 @@
 //! `{"op": "…", "args": {…}}`) and refuse unknown fields, so a request is either exactly one
 //! known operation or an error that ends the child's session.
 //!
-//! Later operations (load an nftables ruleset, set addresses and routes, set the clock, reboot,
-//! wipe) are added here when their parent side exists, not before.
+//! Later operations (load an nftables ruleset, set addresses and routes, reboot, wipe) are added
+//! here when their parent side exists, not before.
 
 use std::fmt;
 
@@ -41,6 +41,56 @@ pub enum Request {
     ///   the separation is real (parent uid 0, child not) without the child reading `/proc`.
     /// - **Parent re-checks:** nothing to check; the request has no arguments.
     Status,
+    /// Set the system clock (`CLOCK_REALTIME`) to a time an administrator chose.
+    ///
+    /// - **Does:** reads the clock, sets it with `clock_settime`, reads it again, and replies
+    ///   with both readings ([`Reply::ClockSet`]). The management process records the change in
+    ///   the audit log with the administrator as the actor.
+    /// - **Needs root because:** setting the clock needs `CAP_SYS_TIME`, which only the parent
+    ///   has.
+    /// - **Parent re-checks:** `unix_ms` must lie in [`check_clock_time`]'s range (not before
+    ///   this build's date, before 2100); while mamori's chronyd runs (its pid file names a live
+    ///   `chronyd`) the request is refused unless `force` is set, because NTP would slew the
+    ///   clock back and the two would fight. Out of range or refused: [`Reply::Refused`].
+    SetTime {
+        /// The new time, in milliseconds since the Unix epoch (UTC).
+        unix_ms: i64,
+        /// Set it even while NTP synchronisation runs.
+        force: bool,
+    },
+}
+
+/// The earliest time [`Request::SetTime`] accepts when the build does not say otherwise:
+/// 2026-12-01T00:00:00Z. Raise it with each release.
+pub const CLOCK_FLOOR_FIXED_UNIX_MS: i64 = 1_796_083_200_000;
+
+/// The first instant [`Request::SetTime`] refuses: 2100-01-01T00:00:00Z.
+pub const CLOCK_END_UNIX_MS: i64 = 4_102_444_800_000;
+
+/// The earliest time [`Request::SetTime`] accepts: this build's date, which is the later of
+/// [`CLOCK_FLOOR_FIXED_UNIX_MS`] and `SOURCE_DATE_EPOCH` when the build sets it (reproducible
+/// release builds do). A device cannot have been set up before its software was built, so an
+/// earlier time is a mistake or an attack (certificates and update metadata would look valid
+/// again).
+pub fn clock_floor_unix_ms() -> i64 {
+    let from_build = option_env!("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|secs| secs.checked_mul(1000))
+        .unwrap_or(0);
+    from_build.max(CLOCK_FLOOR_FIXED_UNIX_MS)
+}
+
+/// Whether `unix_ms` may be set as the system time: from [`clock_floor_unix_ms`] (inclusive) to
+/// [`CLOCK_END_UNIX_MS`] (exclusive). The error says which bound was crossed. Both sides use
+/// it: the management process before asking, the parent again before acting.
+pub fn check_clock_time(unix_ms: i64) -> Result<(), &'static str> {
+    if unix_ms < clock_floor_unix_ms() {
+        Err("the time is before this software was built")
+    } else if unix_ms >= CLOCK_END_UNIX_MS {
+        Err("the time is not before 2100")
+    } else {
+        Ok(())
+    }
 }
 
 impl Request {
@@ -49,6 +99,7 @@ impl Request {
         match self {
             Self::DataKey => "DataKey",
             Self::Status => "Status",
+            Self::SetTime { .. } => "SetTime",
         }
     }
 }
@@ -73,6 +124,15 @@ pub enum Reply {
         started_at_unix: u64,
         /// How many times the parent has restarted the management process.
         child_restarts: u32,
+    },
+    /// The answer to [`Request::SetTime`]: the clock was set.
+    ClockSet {
+        /// The clock just before it was set, in milliseconds since the Unix epoch.
+        before_unix_ms: i64,
+        /// The clock just after it was set.
+        after_unix_ms: i64,
+        /// Whether mamori's chronyd was running (the request was forced).
+        ntp_running: bool,
     },
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
@@ -107,6 +167,16 @@ impl fmt::Debug for Reply {
                 .field("started_at_unix", started_at_unix)
                 .field("child_restarts", child_restarts)
                 .finish(),
+            Self::ClockSet {
+                before_unix_ms,
+                after_unix_ms,
+                ntp_running,
+            } => f
+                .debug_struct("ClockSet")
+                .field("before_unix_ms", before_unix_ms)
+                .field("after_unix_ms", after_unix_ms)
+                .field("ntp_running", ntp_running)
+                .finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
         }
@@ -127,6 +197,46 @@ mod tests {
             serde_json::to_string(&Request::Status).unwrap(),
             r#"{"op":"Status"}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Request::SetTime {
+                unix_ms: 1_800_000_000_000,
+                force: false
+            })
+            .unwrap(),
+            r#"{"op":"SetTime","args":{"unix_ms":1800000000000,"force":false}}"#
+        );
+    }
+
+    #[test]
+    fn set_time_carries_a_number_and_a_flag_and_nothing_else() {
+        for bad in [
+            r#"{"op":"SetTime"}"#,
+            r#"{"op":"SetTime","args":{"unix_ms":1800000000000}}"#,
+            r#"{"op":"SetTime","args":{"unix_ms":"1800000000000","force":false}}"#,
+            r#"{"op":"SetTime","args":{"unix_ms":1.5,"force":false}}"#,
+            r#"{"op":"SetTime","args":{"unix_ms":1800000000000,"force":false,"clock":"CLOCK_TAI"}}"#,
+            r#"{"op":"SetTime","args":{"unix_ms":1800000000000,"force":"yes"}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Request>(bad).is_err(),
+                "accepted {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_clock_range_is_the_build_date_to_the_end_of_2099() {
+        let floor = clock_floor_unix_ms();
+        assert!(floor >= CLOCK_FLOOR_FIXED_UNIX_MS);
+        assert!(check_clock_time(floor).is_ok());
+        assert!(check_clock_time(floor - 1).is_err());
+        assert!(check_clock_time(0).is_err());
+        assert!(check_clock_time(i64::MIN).is_err());
+        assert!(check_clock_time(CLOCK_END_UNIX_MS - 1).is_ok());
+        assert!(check_clock_time(CLOCK_END_UNIX_MS).is_err());
+        assert!(check_clock_time(i64::MAX).is_err());
+        // 2100-01-01T00:00:00Z, from its parts.
+        assert_eq!(CLOCK_END_UNIX_MS, 4_102_444_800 * 1000);
     }
 
     #[test]

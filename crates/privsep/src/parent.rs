@@ -32,10 +32,12 @@ use mamori_keys::{FileKeyProvider, load_or_create_data_key};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::time::{ClockId, clock_gettime, clock_settime};
 use nix::unistd::{Gid, Pid, Uid, User};
 use zeroize::Zeroizing;
 
-use crate::op::{Reply, Request};
+use crate::op::{Reply, Request, check_clock_time};
 use crate::{PrivsepError, Result, wire};
 
 /// The management process's user unless configured otherwise.
@@ -48,6 +50,10 @@ pub const KEYS_DIR: &str = "keys";
 pub const KEK_FILE: &str = "keys/kek";
 /// The wrapped data key file, relative to the state directory.
 pub const DATA_KEY_FILE: &str = "keys/data-key.wrapped";
+/// mamori's chronyd pid file, relative to the state directory. The parent reads it to know
+/// whether NTP synchronisation runs ([`Request::SetTime`] is refused then unless forced). The
+/// time crate's chrony driver writes its files under the same directory.
+pub const CHRONY_PID_FILE: &str = "chrony/var/chronyd.pid";
 /// The directories (under the state directory) that belong to the management process: the
 /// encrypted store, the audit segments, the TLS identity and runtime files (sockets).
 pub const CHILD_DIRS: [&str; 4] = ["store", "audit", "tls", "run"];
@@ -131,6 +137,7 @@ impl Dispatcher {
         match request {
             Request::DataKey => self.data_key(),
             Request::Status => self.status(),
+            Request::SetTime { unix_ms, force } => self.set_time(unix_ms, force),
         }
     }
 
@@ -190,6 +197,78 @@ impl Dispatcher {
         }
     }
 
+    fn set_time(&self, unix_ms: i64, force: bool) -> Reply {
+        if let Err(reason) = check_clock_time(unix_ms) {
+            tracing::warn!(
+                target: "mamori::privsep",
+                audit = true,
+                op = "SetTime",
+                unix_ms,
+                reason,
+                "refused: time out of range"
+            );
+            return Reply::Refused {
+                reason: reason.into(),
+            };
+        }
+        let ntp_running = chronyd_running(&self.state_dir);
+        if ntp_running && !force {
+            tracing::warn!(
+                target: "mamori::privsep",
+                audit = true,
+                op = "SetTime",
+                unix_ms,
+                "refused: NTP synchronisation is running and the request is not forced"
+            );
+            return Reply::Refused {
+                reason: "NTP synchronisation is running; stop it or force the change".into(),
+            };
+        }
+        let target = TimeSpec::new(
+            unix_ms.div_euclid(1000),
+            unix_ms.rem_euclid(1000) * 1_000_000,
+        );
+        let before = clock_gettime(ClockId::CLOCK_REALTIME);
+        let set = clock_settime(ClockId::CLOCK_REALTIME, target);
+        let after = clock_gettime(ClockId::CLOCK_REALTIME);
+        match (before, set, after) {
+            (Ok(before), Ok(()), Ok(after)) => {
+                let (before_unix_ms, after_unix_ms) = (unix_ms_of(before), unix_ms_of(after));
+                tracing::warn!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "SetTime",
+                    before_unix_ms,
+                    after_unix_ms,
+                    ntp_running,
+                    "system clock set"
+                );
+                Reply::ClockSet {
+                    before_unix_ms,
+                    after_unix_ms,
+                    ntp_running,
+                }
+            }
+            (before, set, after) => {
+                let error = [before.err(), set.err(), after.err()]
+                    .into_iter()
+                    .flatten()
+                    .next();
+                tracing::error!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "SetTime",
+                    unix_ms,
+                    error = ?error,
+                    "the system clock could not be set"
+                );
+                Reply::Failed {
+                    reason: "the system clock could not be set".into(),
+                }
+            }
+        }
+    }
+
     fn status(&self) -> Reply {
         Reply::Status {
             parent_pid: std::process::id(),
@@ -198,6 +277,28 @@ impl Dispatcher {
             child_restarts: self.child_restarts.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Milliseconds since the Unix epoch of a `CLOCK_REALTIME` reading.
+fn unix_ms_of(t: TimeSpec) -> i64 {
+    t.tv_sec()
+        .saturating_mul(1000)
+        .saturating_add(t.tv_nsec() / 1_000_000)
+}
+
+/// Whether mamori's chronyd runs: its pid file ([`CHRONY_PID_FILE`]) names a live process
+/// called `chronyd`. The pid file lies in a directory the chrony user can write, so its content
+/// is only trusted this far: a forged pid can at most make [`Request::SetTime`] need `force`.
+fn chronyd_running(state_dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(state_dir.join(CHRONY_PID_FILE)) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return false;
+    };
+    pid > 0
+        && fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == "chronyd")
 }
 
 /// Runs the privileged parent until SIGTERM or SIGINT. See the module documentation for the
@@ -788,6 +889,84 @@ mod tests {
                 assert_eq!(child_restarts, 2);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_time_out_of_range_is_refused_before_the_clock_is_touched() {
+        let d = Dispatcher::new("/nonexistent");
+        for unix_ms in [
+            i64::MIN,
+            -1,
+            0,
+            crate::op::clock_floor_unix_ms() - 1,
+            crate::op::CLOCK_END_UNIX_MS,
+            i64::MAX,
+        ] {
+            for force in [false, true] {
+                match d.dispatch(Request::SetTime { unix_ms, force }) {
+                    Reply::Refused { reason } => assert!(
+                        reason.contains("built") || reason.contains("2100"),
+                        "{reason}"
+                    ),
+                    other => panic!("{unix_ms}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A stand-in for chronyd: a copy of `sleep` named `chronyd` (the name is what the parent
+    /// checks), with its pid in the chrony pid file.
+    fn fake_chronyd(state: &Path) -> Child {
+        let bin = state.join("chronyd");
+        fs::copy("/bin/sleep", &bin).unwrap();
+        let child = Command::new(&bin).arg("30").spawn().unwrap();
+        let pid_file = state.join(CHRONY_PID_FILE);
+        fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+        fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+        child
+    }
+
+    #[test]
+    fn set_time_is_refused_while_chronyd_runs_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chronyd = fake_chronyd(dir.path());
+        // comm is set at exec; wait until the child has exec'd.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !chronyd_running(dir.path()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(chronyd_running(dir.path()));
+        let d = Dispatcher::new(dir.path());
+        let in_range = crate::op::clock_floor_unix_ms() + 1000;
+        match d.dispatch(Request::SetTime {
+            unix_ms: in_range,
+            force: false,
+        }) {
+            Reply::Refused { reason } => assert!(reason.contains("NTP"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        chronyd.kill().unwrap();
+        chronyd.wait().unwrap();
+        assert!(!chronyd_running(dir.path()), "a dead pid is not chronyd");
+    }
+
+    #[test]
+    fn only_a_live_process_named_chronyd_counts_as_ntp_running() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!chronyd_running(dir.path()), "no pid file");
+        let pid_file = dir.path().join(CHRONY_PID_FILE);
+        fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+        for forged in [
+            "garbage".to_string(),
+            String::new(),
+            "0".into(),
+            "-1".into(),
+            std::process::id().to_string(),
+            "1".into(),
+        ] {
+            fs::write(&pid_file, &forged).unwrap();
+            assert!(!chronyd_running(dir.path()), "{forged:?}");
         }
     }
 

@@ -213,6 +213,14 @@ pub const COMMON: &[Allowed] = &[
     allow!(SYS_nanosleep, "thread::sleep"),
     allow!(SYS_clock_nanosleep, "thread::sleep (glibc)"),
     allow!(
+        SYS_timerfd_create,
+        "clock-step watcher (mamori-time): a CLOCK_REALTIME timer the kernel cancels on a step"
+    ),
+    allow!(
+        SYS_timerfd_settime,
+        "clock-step watcher (mamori-time): arming it with TFD_TIMER_CANCEL_ON_SET"
+    ),
+    allow!(
         SYS_getrandom,
         "aws-lc-rs key and nonce generation, HashMap seeds"
     ),
