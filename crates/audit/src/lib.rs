@@ -124,6 +124,13 @@ pub enum EventKind {
     /// A system-event monitor could not start or stopped working; the events it watches are not
     /// recorded until it recovers.
     MonitorFailed,
+    /// The wall clock was stepped, or an administrator set it (details: `before` and `after`
+    /// in RFC 3339 with milliseconds, `step_ms`, and `cause`: `manual`, `ntp` or `unknown`);
+    /// S3.1-35 D.
+    TimeChanged,
+    /// Time synchronisation was gained or lost (details: `synchronised`, the reference, and
+    /// whether it is NTS-authenticated); S3.1-35 R4.
+    TimeSyncChanged,
 }
 
 /// How it ended.
