@@ -1,0 +1,287 @@
+//! mamori's chronyd against a real chronyd server on loopback (S3.1-35 R4: time
+//! synchronisation with a time source, its status visible; NTS where offered).
+//!
+//! Both chronyds run with `-x`: they measure and report, and never touch the machine's clock.
+//! The server binds 127.0.0.1 only and is the client's only source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{LoopbackNtpServer, can_run, nts_identity, tempdir};
+use mamori_time::status::SourceState;
+use mamori_time::{
+    Chrony, ChronyClient, ChronyOptions, ChronyPaths, NtpHost, NtpServer, RenderOptions,
+    SyncTracker, TimeConfig, TimeError, TimeStatus,
+};
+
+/// The client config mamori would render for one loopback server, polling every second so
+/// the tests do not wait minutes.
+fn config_for(server: &LoopbackNtpServer, nts: bool) -> TimeConfig {
+    let mut s = NtpServer::new(NtpHost::parse("127.0.0.1").unwrap(), nts);
+    s.port = Some(server.port);
+    s.nts_port = server.nts_port;
+    s.min_poll = Some(0);
+    s.max_poll = Some(0);
+    TimeConfig {
+        servers: vec![s],
+        require_nts: false,
+        min_sources: 1,
+        rtc_sync: false,
+    }
+}
+
+fn start_client(state: &Path, cfg: &TimeConfig, trust: Option<&str>) -> Chrony {
+    let opts = match trust {
+        Some(pem) => {
+            let path = state.join("nts-ca.pem");
+            std::fs::write(&path, pem).unwrap();
+            RenderOptions {
+                nts_trusted_certs: Some(path),
+                system_certs: false,
+            }
+        }
+        None => RenderOptions::default(),
+    };
+    // observe_only: -x, chronyd never sets the clock.
+    Chrony::start(
+        cfg,
+        ChronyPaths::in_state_dir(state),
+        &opts,
+        &ChronyOptions::observe_only(),
+    )
+    .unwrap()
+}
+
+/// Polls the status until `pred` holds or `within` passes; returns the last status and how
+/// long it took.
+fn wait_for(
+    chrony: &Chrony,
+    within: Duration,
+    pred: impl Fn(&TimeStatus) -> bool,
+) -> (TimeStatus, Option<Duration>) {
+    let started = Instant::now();
+    loop {
+        let status = chrony.status().unwrap();
+        if pred(&status) {
+            return (status, Some(started.elapsed()));
+        }
+        if started.elapsed() > within {
+            return (status, None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+macro_rules! require_root_and_chrony {
+    () => {
+        if let Err(why) = can_run() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// A client configured by mamori synchronises to a loopback server within seconds, shows it
+/// as reference and selected source, and reports the loss once the server stops; the sync
+/// tracker turns both into `time_sync_changed` records.
+#[test]
+fn mamori_chronyd_synchronises_to_a_loopback_server_and_reports_when_it_is_lost() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let mut server = LoopbackNtpServer::start(&dir.path().join("server"), None);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let started = Instant::now();
+    let chrony = start_client(&state, &config_for(&server, false), None);
+    let startup = started.elapsed();
+
+    // Before the first answer: not synchronised (the tracker records nothing for that).
+    let mut tracker = SyncTracker::new();
+    let (first, _) = wait_for(&chrony, Duration::ZERO, |_| true);
+    if !first.synchronised {
+        assert!(tracker.observe(&first).is_none());
+    }
+
+    let (synced, took) = wait_for(&chrony, Duration::from_secs(30), |s| s.synchronised);
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "not synchronised within 30 s: {synced:#?}\nclient:\n{}\nserver:\n{}",
+            chrony.log_tail(),
+            server.log()
+        )
+    });
+    eprintln!(
+        "MEASURED chronyd start {startup:?}, first synchronisation {:?} after start",
+        startup + took
+    );
+    assert_eq!(synced.reference.as_deref(), Some("127.0.0.1"));
+    assert_eq!(synced.stratum, 9, "the server is stratum 8");
+    let src = synced.selected().expect("a selected source");
+    assert_eq!(src.address, "127.0.0.1");
+    assert!(src.reach > 0);
+    assert!(!src.nts && !src.nts_authenticated);
+    assert!(synced.last_update.is_some());
+    assert!(
+        synced.offset_ms.abs() < 100.0,
+        "same machine: {}",
+        synced.offset_ms
+    );
+    let gained = tracker
+        .observe(&synced)
+        .expect("a time_sync_changed record");
+    assert_eq!(gained.details["synchronised"], true);
+    assert_eq!(gained.details["reference"], "127.0.0.1");
+
+    // The pid file the privileged parent reads names this chronyd.
+    let pid = std::fs::read_to_string(ChronyPaths::in_state_dir(&state).pid_file()).unwrap();
+    assert_eq!(pid.trim(), chrony.pid().to_string());
+
+    server.stop();
+    let stopped = Instant::now();
+    let (lost, took) = wait_for(&chrony, Duration::from_secs(60), |s| !s.synchronised);
+    let took = took
+        .unwrap_or_else(|| panic!("still synchronised 60 s after the server stopped: {lost:#?}"));
+    eprintln!("MEASURED loss seen {took:?} after the server stopped (polls every second)");
+    assert!(stopped.elapsed() >= took);
+    assert_eq!(lost.sources[0].state, SourceState::Unusable);
+    assert_eq!(lost.sources[0].reach, 0, "{lost:#?}");
+    let lost_event = tracker.observe(&lost).expect("a record for the loss");
+    assert_eq!(lost_event.details["synchronised"], false);
+
+    let pid = chrony.pid();
+    chrony.stop();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "chronyd still runs"
+    );
+}
+
+/// A server marked NTS is used over NTS (TLS 1.3 key exchange against the CA we trust) and
+/// the status says it is authenticated: `authdata` has cookies and `ntpdata` says the last
+/// response was authenticated.
+#[test]
+fn an_nts_source_is_reported_authenticated() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let id = nts_identity("mamori");
+    let server = LoopbackNtpServer::start(&dir.path().join("server"), Some(&id));
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let chrony = start_client(&state, &config_for(&server, true), Some(&id.ca_pem));
+    let (s, took) = wait_for(&chrony, Duration::from_secs(30), |s| {
+        s.synchronised && s.selected().is_some_and(|src| src.nts_authenticated)
+    });
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "no NTS-authenticated synchronisation within 30 s: {s:#?}\n{}\n{}",
+            chrony.log_tail(),
+            server.log()
+        )
+    });
+    eprintln!("MEASURED first NTS-authenticated synchronisation {took:?} after start");
+    let src = s.selected().unwrap();
+    assert!(src.nts);
+    assert!(src.nts_cookies > 0);
+    assert_eq!(src.nts_ke_attempts, 0);
+    let conf = std::fs::read_to_string(ChronyPaths::in_state_dir(&state).config_file()).unwrap();
+    assert!(conf.contains(" nts ntsport "), "{conf}");
+    assert!(conf.contains("authselectmode prefer"));
+}
+
+/// An NTS server whose certificate no trusted CA signed is never used: the key exchange
+/// fails again and again, the source is not authenticated and the clock never synchronises
+/// (there is no fallback to unauthenticated NTP).
+#[test]
+fn an_nts_server_with_an_untrusted_certificate_is_never_used() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let server_id = nts_identity("attacker");
+    let trusted = nts_identity("mamori");
+    let server = LoopbackNtpServer::start(&dir.path().join("server"), Some(&server_id));
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let chrony = start_client(&state, &config_for(&server, true), Some(&trusted.ca_pem));
+    let (s, _) = wait_for(&chrony, Duration::from_secs(8), |s| {
+        s.sources
+            .first()
+            .is_some_and(|src| src.nts_ke_attempts >= 2)
+    });
+    let src = &s.sources[0];
+    assert!(src.nts, "{s:#?}");
+    assert!(!src.nts_authenticated, "{s:#?}");
+    assert_eq!(src.nts_cookies, 0, "{s:#?}");
+    assert!(src.nts_ke_attempts >= 1, "{s:#?}\n{}", chrony.log_tail());
+    assert!(!s.synchronised, "{s:#?}");
+    assert_ne!(src.state, SourceState::Selected);
+}
+
+/// A bad configuration never starts chronyd, and chronyd's own refusal comes back with its
+/// log; asking a chronyd that is not there is a clear error.
+#[test]
+fn errors_name_their_cause() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let empty = TimeConfig::default();
+    assert!(matches!(
+        Chrony::start(
+            &empty,
+            ChronyPaths::in_state_dir(&state),
+            &RenderOptions::default(),
+            &ChronyOptions::observe_only()
+        ),
+        Err(TimeError::Config(_))
+    ));
+    // No chronyd binary.
+    let mut opts = ChronyOptions::observe_only();
+    opts.chronyd = "/nonexistent/chronyd".into();
+    // One loopback server on the default port; nothing answers there, which does not matter.
+    let mut cfg = TimeConfig {
+        rtc_sync: false,
+        ..TimeConfig::default()
+    };
+    cfg.servers
+        .push(NtpServer::new(NtpHost::parse("127.0.0.1").unwrap(), false));
+    assert!(matches!(
+        Chrony::start(
+            &cfg,
+            ChronyPaths::in_state_dir(&state),
+            &RenderOptions::default(),
+            &opts
+        ),
+        Err(TimeError::ChronydSpawn(_))
+    ));
+    // chronyd itself refuses a second instance on the same pid file: start one, then another.
+    let first = Chrony::start(
+        &cfg,
+        ChronyPaths::in_state_dir(&state),
+        &RenderOptions::default(),
+        &ChronyOptions::observe_only(),
+    )
+    .unwrap();
+    match Chrony::start(
+        &cfg,
+        ChronyPaths::in_state_dir(&state),
+        &RenderOptions::default(),
+        &ChronyOptions::observe_only(),
+    ) {
+        Err(TimeError::ChronydExited { log, .. }) => {
+            assert!(log.contains("already"), "{log}");
+        }
+        other => panic!("a second chronyd on the same files: {other:?}"),
+    }
+    let socket = ChronyPaths::in_state_dir(&state).socket();
+    first.stop();
+    let client = ChronyClient::new("/usr/bin/chronyc", socket);
+    assert!(matches!(
+        client.status(),
+        Err(TimeError::ChronydUnreachable)
+    ));
+}
