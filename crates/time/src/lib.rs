@@ -3,7 +3,7 @@
 //!
 //! Three parts:
 //!
-//! - **Synchronisation with chrony, configured by mamori** ([`config`], [`render`],
+//! - **Synchronisation with chrony, configured by mamori** ([`config`], [`render`](mod@render),
 //!   [`chrony`], [`status`]). An administrator's [`TimeConfig`] (servers, NTS, policy) is
 //!   validated, rendered to a `chrony.conf` that mamori owns, and chronyd is started with it;
 //!   its state is read back with `chronyc -c` into a [`TimeStatus`] for the API and UI. NTS
