@@ -418,6 +418,10 @@ mod tests {
     const SOURCES_LOST: &str = "^,?,127.0.0.1,8,1,0,19,0.000000171,0.000000113,0.000002641\n";
     const TRACKING_NEVER: &str = "00000000,,0,0.000000000,0.000000000,0.000000000,0.000000000,0.000,0.000,0.000,1.000000000,1.000000000,0.0,Not synchronised\n";
     const AUTHDATA_FAILING: &str = "127.0.0.1,NTS,0,0,0,4294967295,5,0,0,0\n";
+    // A source that never answered (chrony 4.3).
+    const SOURCES_NEVER: &str =
+        "^,?,127.0.0.1,0,0,0,4294967295,0.000000000,0.000000000,0.000000000\n";
+    const NTPDATA_NEVER: &str = "127.0.0.1,7F000001,12999,[UNSPEC],00000000,Normal,0,Invalid,0,0,1,0,1.000000000,0.000000,0.000000,00000000,,0.000000000,0.000000000,0.000000000,0.000000000,0.000000000,0.00,000,000,0000,No,No,Invalid,Invalid,0,0,0,0\n";
 
     fn status(tracking: &str, sources: &str, auth: &str, ntp: &str) -> TimeStatus {
         combine(
@@ -452,6 +456,15 @@ mod tests {
         assert!(!s.synchronised, "no source is selected");
         assert_eq!(s.sources[0].state, SourceState::Unusable);
         assert_eq!(s.sources[0].reach, 0);
+        let never = status(
+            TRACKING_NEVER,
+            SOURCES_NEVER,
+            AUTHDATA_FAILING,
+            NTPDATA_NEVER,
+        );
+        assert_eq!(never.sources[0].last_rx_s, None);
+        assert_eq!(never.sources[0].state, SourceState::Unusable);
+        assert!(!never.sources[0].nts_authenticated);
         let never = status(TRACKING_NEVER, "", "", "");
         assert!(!never.synchronised);
         assert_eq!(never.reference, None);
