@@ -411,6 +411,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<TimeConfig>(&back).unwrap(), ok);
     }
 
+    #[test]
+    fn the_json_schema_shows_hosts_as_strings() {
+        let schema = serde_json::to_value(schemars::schema_for!(TimeConfig)).unwrap();
+        let text = schema.to_string();
+        assert!(text.contains("\"servers\""), "{text}");
+        let host = &schema["$defs"]["NtpHost"];
+        assert_eq!(host["type"], "string", "{text}");
+    }
+
     fn server(host: &str) -> NtpServer {
         NtpServer::new(NtpHost::parse(host).unwrap(), false)
     }
