@@ -1,21 +1,10 @@
-//! Audit events and the interim audit sink.
+//! Audit events and the audit log.
 //!
-//! Every security-relevant action of the device produces one [`Event`]. This crate holds the
-//! event type and, for now, an append-only sink ([`FileSink`]): one record per line, each record
-//! sealed with AES-256-GCM under the store's data key and fsynced before the call returns, so an
-//! acknowledged event survives a power cut and its content (usernames, addresses) is not
-//! readable from the disk. The full audit log storage engine ([`log`]: encrypted segments, hash
-//! chain, forward-secure sealing, capacity management) replaces the sink once the daemon is
-//! switched over; the event type stays.
+//! Every security-relevant action of the device produces one [`Event`] of one [`EventKind`]
+//! (the classes A–I of JC-STAR S3.1-35 R1 among them) and hands it to a [`Sink`]. The sink of
+//! the device is the audit log ([`log::AuditLog`]): encrypted, hash-chained, forward-secure
+//! sealed, bounded, crash-safe.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use data_encoding::BASE64;
-use mamori_crypto::aead::Key;
 use serde::{Deserialize, Serialize};
 
 pub mod log;
@@ -91,6 +80,10 @@ pub enum EventKind {
     AuditLogExported,
     /// Personal data (actor, source) older than a date was purged from the audit log.
     PersonalDataPurged,
+    /// At start, bytes at the end of the audit log that did not form valid records were cut off
+    /// and kept aside for inspection: the trace of a crash, or of tampering (details: file,
+    /// offset, bytes, where they were kept).
+    AuditLogRepaired,
     /// A network interface lost its link (administratively down or no carrier); S3.1-35 A.
     LinkDown,
     /// A network interface got its link back (up with carrier); S3.1-35 A.
@@ -153,8 +146,8 @@ pub struct Event {
     #[serde(default)]
     pub time: String,
     /// Monotonic time in milliseconds (CLOCK_BOOTTIME), assigned by the audit log, so a wall
-    /// clock step shows as a jump of `time` against `mono_ms`. Zero where unknown (the interim
-    /// sink) and then left out of the JSON.
+    /// clock step shows as a jump of `time` against `mono_ms`. Zero where unknown and then left
+    /// out of the JSON.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub mono_ms: u64,
     /// What happened.
@@ -217,168 +210,9 @@ pub trait Sink: Send + Sync {
     fn record(&self, event: Event);
 }
 
-/// Errors of the file sink.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuditError {
-    /// The audit file could not be opened, read or written.
-    #[error("audit file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-const CONTEXT: &[u8] = b"mamori/audit/interim/v1";
-
-struct Inner {
-    file: File,
-    next_seq: u64,
-}
-
-/// The interim sink: an append-only file of sealed records, one per line.
-pub struct FileSink {
-    path: PathBuf,
-    key: Key,
-    inner: Mutex<Inner>,
-}
-
-impl std::fmt::Debug for FileSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSink")
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-impl FileSink {
-    /// Opens (or creates) the sink at `path`, sealing with `key`.
-    pub fn open(path: &Path, key: Key) -> Result<Self, AuditError> {
-        let io = |source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        // Count existing records so sequence numbers continue across restarts.
-        let next_seq = match File::open(path) {
-            Ok(f) => BufReader::new(f).lines().count() as u64 + 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
-            Err(e) => return Err(io(e)),
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            key,
-            inner: Mutex::new(Inner { file, next_seq }),
-        })
-    }
-
-    fn append(&self, mut event: Event) -> Result<(), String> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| "audit lock poisoned".to_string())?;
-        event.seq = inner.next_seq;
-        event.time = now_rfc3339();
-        let plain = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
-        let sealed = self.key.seal(CONTEXT, &plain).map_err(|e| e.to_string())?;
-        let mut line = BASE64.encode(&sealed).into_bytes();
-        line.push(b'\n');
-        inner.file.write_all(&line).map_err(|e| e.to_string())?;
-        inner.file.sync_data().map_err(|e| e.to_string())?;
-        inner.next_seq += 1;
-        Ok(())
-    }
-
-    /// Reads the last `limit` records, oldest first. Records that do not open are reported as
-    /// an error rather than skipped.
-    pub fn tail(&self, limit: usize) -> Result<Vec<Event>, AuditError> {
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        // Hold the lock so a concurrent append is not read half-written.
-        let _guard = self.inner.lock();
-        let lines: Vec<String> = BufReader::new(File::open(&self.path).map_err(io)?)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        let start = lines.len().saturating_sub(limit);
-        let mut out = Vec::with_capacity(lines.len() - start);
-        for line in &lines[start..] {
-            let bad = || {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "audit record failed authentication",
-                ))
-            };
-            let sealed = BASE64.decode(line.as_bytes()).map_err(|_| bad())?;
-            let plain = self.key.open(CONTEXT, &sealed).map_err(|_| bad())?;
-            out.push(serde_json::from_slice(&plain).map_err(|_| bad())?);
-        }
-        Ok(out)
-    }
-}
-
-impl Sink for FileSink {
-    fn record(&self, event: Event) {
-        let kind = event.event;
-        if let Err(e) = self.append(event) {
-            // The full audit log issue adds capacity handling and a visible notice; here the
-            // failure at least reaches the operator's console log.
-            tracing::error!(event = ?kind, error = %e, "audit record could not be written");
-        }
-    }
-}
-
 /// The current UTC time as RFC 3339.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key_copy(k: &Key) -> Key {
-        Key::from_bytes(k.dangerous_raw_bytes()).unwrap()
-    }
-
-    #[test]
-    fn events_are_numbered_sealed_and_read_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("audit.log");
-        let k = Key::generate().unwrap();
-        let sink = FileSink::open(&p, key_copy(&k)).unwrap();
-        sink.record(Event::new(EventKind::LoginFailed, Outcome::Failure).actor("alice-marker"));
-        sink.record(Event::new(EventKind::LoginSucceeded, Outcome::Success).actor("alice-marker"));
-        drop(sink);
-        let sink = FileSink::open(&p, k).unwrap();
-        sink.record(Event::new(EventKind::Logout, Outcome::Success));
-        let events = sink.tail(10).unwrap();
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(events[0].event, EventKind::LoginFailed);
-        let raw = std::fs::read(&p).unwrap();
-        assert!(!raw.windows(12).any(|w| w == b"alice-marker"));
-    }
-
-    #[test]
-    fn a_modified_record_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("audit.log");
-        let sink = FileSink::open(&p, Key::generate().unwrap()).unwrap();
-        sink.record(Event::new(EventKind::Logout, Outcome::Success));
-        let mut raw = std::fs::read(&p).unwrap();
-        raw[5] = if raw[5] == b'A' { b'B' } else { b'A' };
-        std::fs::write(&p, raw).unwrap();
-        assert!(sink.tail(10).is_err());
-    }
 }

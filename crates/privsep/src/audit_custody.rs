@@ -71,11 +71,13 @@ pub fn ensure_audit_log(state_dir: &Path, config: &LogConfig) -> Result<Ensured>
     let vk_present = state_dir.join(VERIFICATION_KEY_FILE).exists();
     let moved = match open_waiting(&dir, &master, config) {
         Ok(log) if vk_present => {
+            record_notices(&log)?;
             log.close().map_err(log_err)?;
             return Ok(Ensured::Present);
         }
         Ok(log) => {
             // A log whose verification key is gone cannot be checked: start a new one that can.
+            record_notices(&log)?;
             log.close().map_err(log_err)?;
             Some(move_aside(&dir, "its verification key is missing".into())?)
         }
@@ -115,6 +117,16 @@ fn open_waiting(dir: &Path, master: &Key, config: &LogConfig) -> Result<AuditLog
             other => return other,
         }
     }
+}
+
+/// What opening found (a cut tail above all: a crash, or tampering) goes into the log itself,
+/// before the management process starts writing.
+fn record_notices(log: &AuditLog) -> Result<()> {
+    for notice in log.take_notices() {
+        tracing::warn!(target: "mamori::privsep", audit = true, %notice, "audit log at start");
+        log.append_durable(notice.to_event()).map_err(log_err)?;
+    }
+    Ok(())
 }
 
 fn move_aside(dir: &Path, reason: String) -> Result<(PathBuf, String)> {
@@ -222,6 +234,39 @@ mod tests {
             mamori_audit::log::verify(&keys.dir, Some(&keys.verification), Some(&keys.master));
         assert!(report.first_break.is_none(), "{report}");
         assert!(report.records >= 1);
+    }
+
+    #[test]
+    fn a_tail_cut_at_start_is_recorded_in_the_log() {
+        let s = state();
+        let cfg = LogConfig::default();
+        ensure_audit_log(s.path(), &cfg).unwrap();
+        let keys = verify_keys(s.path()).unwrap();
+        let log = AuditLog::open(&keys.dir, &keys.master, cfg.clone()).unwrap();
+        for _ in 0..5 {
+            log.append_durable(Event::new(EventKind::LoginFailed, Outcome::Failure))
+                .unwrap();
+        }
+        log.close().unwrap();
+        // Garbage after the last record: what a torn write (or a tamperer) leaves.
+        let seg = std::fs::read_dir(&keys.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, &[0x5a; 40]).unwrap();
+        drop(f);
+        assert_eq!(ensure_audit_log(s.path(), &cfg).unwrap(), Ensured::Present);
+        let log = AuditLog::open(&keys.dir, &keys.master, cfg).unwrap();
+        let repaired: Vec<_> = log
+            .read(1, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event.event == EventKind::AuditLogRepaired)
+            .collect();
+        assert_eq!(repaired.len(), 1, "the cut is on record");
+        assert_eq!(repaired[0].event.details["bytes"], 40);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl fmt::Display for LogNotice {
                 ..
             } => write!(
                 f,
-                "an incomplete write of {bytes} bytes at the end of {} (offset {offset}) was cut off after a crash",
+                "{bytes} bytes at the end of {} (offset {offset}) did not form valid records and were cut off: a crash, or tampering",
                 file.display()
             ),
             Self::WriteFailing { error } => write!(f, "the audit log cannot write: {error}"),
@@ -113,6 +113,68 @@ impl fmt::Display for LogNotice {
                 "the audit log writes again after {failed_attempts} failed attempts"
             ),
         }
+    }
+}
+
+impl LogNotice {
+    /// The audit event that records this notice: the log's own troubles are in the record, and
+    /// reach the collectors, like any other security event (S3.1-35 R3).
+    pub fn to_event(&self) -> crate::Event {
+        use crate::{Event, EventKind, Outcome};
+        use serde_json::json;
+        let (kind, outcome, mut details) = match self {
+            Self::CapacityThresholdCrossed {
+                percent,
+                used_bytes,
+                capacity_bytes,
+            } => (
+                EventKind::AuditLogCapacity,
+                Outcome::Failure,
+                json!({"percent": percent, "used_bytes": used_bytes, "capacity_bytes": capacity_bytes}),
+            ),
+            Self::RecordsOverwritten {
+                records,
+                unread,
+                first_kept_seq,
+            } => (
+                EventKind::AuditLogOverwritten,
+                Outcome::Failure,
+                json!({"records": records, "unread": unread, "first_kept_seq": first_kept_seq}),
+            ),
+            Self::TornTailCut {
+                file,
+                offset,
+                bytes,
+                kept_as,
+            } => (
+                EventKind::AuditLogRepaired,
+                Outcome::Failure,
+                json!({"file": file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "offset": offset, "bytes": bytes,
+                    "kept_as": kept_as.as_ref().and_then(|k| k.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())}),
+            ),
+            Self::WriteRecovered { failed_attempts } => (
+                EventKind::AuditLogWriteFailed,
+                Outcome::Success,
+                json!({"recovered_after_attempts": failed_attempts}),
+            ),
+            Self::EventsDropped { count, total } => (
+                EventKind::AuditLogWriteFailed,
+                Outcome::Failure,
+                json!({"refused": count, "refused_since_start": total}),
+            ),
+            Self::NoticesLost { count } => (
+                EventKind::AuditLogWriteFailed,
+                Outcome::Failure,
+                json!({"notices_lost": count}),
+            ),
+            Self::WriteFailing { .. } => {
+                (EventKind::AuditLogWriteFailed, Outcome::Failure, json!({}))
+            }
+        };
+        details["message"] = self.to_string().into();
+        Event::new(kind, outcome).details(details)
     }
 }
 
@@ -242,5 +304,47 @@ mod tests {
         assert_eq!(got.len(), NOTICE_LIMIT + 1);
         assert_eq!(got.last(), Some(&LogNotice::NoticesLost { count: 5 }));
         assert!(b.wait(Duration::from_millis(1)).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::EventKind;
+
+    #[test]
+    fn every_notice_becomes_an_event_that_says_what_happened() {
+        let e = LogNotice::CapacityThresholdCrossed {
+            percent: 80,
+            used_bytes: 80,
+            capacity_bytes: 100,
+        }
+        .to_event();
+        assert_eq!(e.event, EventKind::AuditLogCapacity);
+        assert_eq!(e.details["percent"], 80);
+        assert!(e.details["message"].as_str().unwrap().contains("80 %"));
+        let e = LogNotice::RecordsOverwritten {
+            records: 10,
+            unread: 4,
+            first_kept_seq: 11,
+        }
+        .to_event();
+        assert_eq!(e.event, EventKind::AuditLogOverwritten);
+        assert_eq!(e.details["unread"], 4);
+        let e = LogNotice::TornTailCut {
+            file: PathBuf::from("/x/seg-1.log"),
+            offset: 2876,
+            bytes: 100,
+            kept_as: Some(PathBuf::from("/x/seg-1.log.torn-2876")),
+        }
+        .to_event();
+        assert_eq!(e.event, EventKind::AuditLogRepaired);
+        assert_eq!(e.details["kept_as"], "seg-1.log.torn-2876");
+        let e = LogNotice::WriteFailing {
+            error: "disk full".into(),
+        }
+        .to_event();
+        assert_eq!(e.event, EventKind::AuditLogWriteFailed);
+        assert!(e.details["message"].as_str().unwrap().contains("disk full"));
     }
 }

@@ -116,6 +116,16 @@ pub fn verify_local(state_dir: &Path, out: Output) -> Result<(), CliError> {
         ))
     })?;
     let report = mamori_audit::log::verify(&keys.dir, Some(&keys.verification), Some(&keys.master));
+    // Tails cut off at a start (a crash, or tampering) are not in the chain any more; they are
+    // kept beside it, and each cut is recorded as audit_log_repaired. Say so every time.
+    let repaired: Vec<String> = std::fs::read_dir(&keys.dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".torn-"))
+                .collect()
+        })
+        .unwrap_or_default();
     if out.json {
         println!(
             "{}",
@@ -126,11 +136,18 @@ pub fn verify_local(state_dir: &Path, out: Output) -> Result<(), CliError> {
                 "first_seq": report.first_seq,
                 "last_seq": report.last_seq,
                 "first_break": report.first_break.as_ref().map(ToString::to_string),
+                "repaired_tails": repaired,
                 "report": report.to_string(),
             })
         );
     } else {
         println!("{report}");
+        for name in &repaired {
+            println!(
+                "warning: bytes cut off at a start are kept in {name} (a crash, or tampering; \
+                 see the audit_log_repaired records)"
+            );
+        }
     }
     match &report.first_break {
         None => Ok(()),
