@@ -10,6 +10,7 @@ mod audit_log;
 mod auth_flow;
 mod cli;
 mod console;
+mod forwarding;
 mod mfa;
 mod tokens_sessions;
 mod users;

@@ -34,6 +34,12 @@ fn base_bodies(admin: &Client) -> BTreeMap<(String, String), Value> {
         "/api/v1/auth/password",
         json!({"current": "Not-The-Password-1", "new": "Meadow-Anvil-62-cobalt"}),
     );
+    // No collectors: what a fresh device has, so the valid body changes nothing.
+    add(
+        "put",
+        "/api/v1/settings/forwarding",
+        json!({"collectors": []}),
+    );
     // Long before any record: a valid purge that destroys nothing.
     add(
         "post",

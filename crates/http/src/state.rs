@@ -93,6 +93,8 @@ pub struct AppState {
     pub tls: Arc<TlsControl>,
     /// The store, for settings that are not the authentication service's.
     pub store: Arc<Store>,
+    /// The audit log forwarder (its settings and status).
+    pub forwarding: Arc<dyn crate::handlers::forwarding::ForwardingControl>,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -111,6 +113,7 @@ const HASHING_WAIT: Duration = Duration::from_secs(10);
 impl AppState {
     /// Builds the state. `hashing_slots` bounds concurrent password hashes (one per core is
     /// right: each hash keeps a core busy for ~80 ms).
+    #[allow(clippy::too_many_arguments)] // one per shared service; a builder would add nothing
     pub fn new(
         auth: Arc<AuthService>,
         audit: Arc<AuditLog>,
@@ -118,6 +121,7 @@ impl AppState {
         status: StatusProvider,
         tls: Arc<TlsControl>,
         store: Arc<Store>,
+        forwarding: Arc<dyn crate::handlers::forwarding::ForwardingControl>,
         hashing_slots: usize,
     ) -> Self {
         Self {
@@ -127,6 +131,7 @@ impl AppState {
             status,
             tls,
             store,
+            forwarding,
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
     }

@@ -7,6 +7,7 @@
 
 mod args;
 mod audit_notices;
+mod forwarding;
 mod management;
 mod provision;
 

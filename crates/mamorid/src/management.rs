@@ -111,6 +111,22 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     )?;
     let mut facts = host_facts();
     let host_ips = host_ips();
+    // System monitors (S3.1-35 A, F, G, H): their netlink sockets are opened now, while this
+    // process still has the privilege to join the nftables group; they start recording once
+    // the audit log is open. The software check hashes the running binary, readable after
+    // confinement only by its own path.
+    let executable = std::fs::read_link("/proc/self/exe").ok();
+    let mut software = mamori_monitor::SoftwareConfig::new(
+        state_dir.join("audit/software"),
+        env!("CARGO_PKG_VERSION"),
+    );
+    if let Some(exe) = &executable {
+        software.executable = exe.clone();
+    }
+    let monitors = mamori_monitor::Monitors::open(mamori_monitor::Config::all(Some(software)));
+    for (name, error) in monitors.failed() {
+        tracing::warn!(monitor = name, %error, "a system monitor could not start");
+    }
     // 2. Listeners.
     let tcp = TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tcp.set_nonblocking(true)?;
@@ -130,7 +146,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let report = confine(&SandboxConfig {
             user: args.user.clone(),
             writable_dirs: child_writable_dirs(&state_dir),
-            readable_paths: Vec::new(),
+            readable_paths: executable.iter().cloned().collect(),
         })
         .context("confining the management process")?;
         tracing::info!(?report, "management process confined");
@@ -154,6 +170,9 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     );
     drop(audit_master);
     crate::audit_notices::spawn(audit.clone());
+    mamori_durable::create_dir(&state_dir.join("audit/software"), 0o700)
+        .context("creating the software record's directory")?;
+    let monitors = Arc::new(monitors.start(audit.clone()));
     let (identity, label) = provision::provision(&store, &manufacturing, &facts)?;
     facts.model.clone_from(&identity.model);
     facts.serial.clone_from(&identity.serial);
@@ -179,6 +198,12 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
             mamori_http::handlers::tls::SETTINGS_KEY,
         )?
         .unwrap_or_default();
+    // The device's own certificate, for collectors that ask for a client certificate.
+    let client_identity = {
+        let (cert_chain, key) =
+            mamori_crypto::cert::rustls_parts(&tls_record.cert_der, &tls_record.key_der);
+        mamori_forward::ClientIdentity { cert_chain, key }
+    };
     let tls_control = Arc::new(TlsControl::new(
         tls_options,
         Box::new(move |options| {
@@ -188,6 +213,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         }),
     )?);
 
+    let hostname = facts.hostname.clone();
     let auth = Arc::new(AuthService::new(
         store.clone(),
         audit.clone(),
@@ -198,6 +224,8 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     let status: StatusProvider = {
         let parent = parent.clone();
         let listen = args.listen;
+        let monitors = monitors.clone();
+        let audit = audit.clone();
         Arc::new(move || {
             let parent_status = parent.status().ok();
             json!({
@@ -217,8 +245,32 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
                     {"kind": "https", "address": listen.to_string()},
                     {"kind": "console", "address": "unix:run/console.sock"},
                 ],
+                "monitors": monitors.status(),
+                "audit_log": audit.status(),
             })
         })
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mamori-mgmt")
+        .build()?;
+    // Audit forwarding: its cursors live in the audit directory, the only one besides the
+    // store this process may write.
+    let forwarding_settings: mamori_http::handlers::forwarding::ForwardingSettings = store
+        .get(
+            mamori_store::Table::Settings,
+            mamori_http::handlers::forwarding::SETTINGS_KEY,
+        )?
+        .unwrap_or_default();
+    let forwarding = {
+        let _in_runtime = runtime.enter();
+        crate::forwarding::Control::start(
+            audit.clone(),
+            hostname,
+            client_identity,
+            state_dir.join("audit/forward"),
+            forwarding_settings,
+        )
     };
     let state = AppState::new(
         auth.clone(),
@@ -231,14 +283,11 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         status,
         tls_control,
         store,
+        forwarding,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mamori-mgmt")
-        .build()?;
     runtime.block_on(async move {
         let limits = Limits::default();
         let tcp = tokio::net::TcpListener::from_std(tcp)?;

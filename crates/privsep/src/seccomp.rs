@@ -18,7 +18,7 @@
 //!
 //! Everything else kills the process (`SECCOMP_RET_KILL_PROCESS`): among others `execve`,
 //! `fork`/`vfork` (and `clone` without `CLONE_THREAD`), `ptrace`, `mount`, the `setuid` family,
-//! `socket` of any family (so no netlink or packet sockets), `bind`, `listen`, `connect`, `bpf`,
+//! `socket` other than IPv4/IPv6 (so no netlink or packet sockets), `bind`, `listen`, `bpf`,
 //! `kexec_load`, `init_module`, `perf_event_open`, `userfaultfd`, `io_uring_setup`, `keyctl`,
 //! `unshare`, `setns`, `chroot`, `pivot_root`, `reboot`.
 //!
@@ -277,6 +277,10 @@ pub const COMMON: &[Allowed] = &[
     allow!(SYS_unlinkat, "removing files and directories"),
     allow!(SYS_mkdirat, "creating directories"),
     allow!(SYS_getdents64, "listing directories (audit segments)"),
+    allow!(
+        SYS_readlinkat,
+        "system monitors: resolving sysfs device links (read-only; landlock still bounds opens)"
+    ),
     allow!(SYS_fchmod, "permissions of files created by durable writes"),
     allow!(
         SYS_fchmodat,
@@ -302,6 +306,30 @@ pub const COMMON: &[Allowed] = &[
     allow!(SYS_sendto, "socket writes"),
     allow!(SYS_recvmsg, "socket reads (Unix sockets, privsep channel)"),
     allow!(SYS_sendmsg, "socket writes (Unix sockets, privsep channel)"),
+    // Audit forwarding (mamori-forward): outbound TCP to the configured syslog collectors,
+    // found by running the device with a collector configured. IPv4 and IPv6 only: no Unix,
+    // netlink or packet sockets. Collector addresses are IP literals in practice: name
+    // resolution would also need /etc/resolv.conf, which landlock keeps closed.
+    allow!(
+        SYS_socket,
+        Only::ArgEq {
+            arg: 0,
+            value: libc::AF_INET as u64
+        },
+        "audit forwarding: TCP connection to an IPv4 syslog collector"
+    ),
+    allow!(
+        SYS_socket,
+        Only::ArgEq {
+            arg: 0,
+            value: libc::AF_INET6 as u64
+        },
+        "audit forwarding: TCP connection to an IPv6 syslog collector"
+    ),
+    allow!(
+        SYS_connect,
+        "audit forwarding: connecting to a syslog collector"
+    ),
     // Descriptor control, identity.
     allow!(
         SYS_ioctl,
@@ -318,6 +346,14 @@ pub const COMMON: &[Allowed] = &[
             value: ioctl_request(libc::TCGETS)
         },
         "isatty() on stderr, to decide on coloured logs"
+    ),
+    allow!(
+        SYS_ioctl,
+        Only::ArgEq {
+            arg: 1,
+            value: ioctl_request(libc::TIOCOUTQ)
+        },
+        "audit forwarding: SIOCOUTQ, bytes a collector's TCP has not yet acknowledged"
     ),
     allow!(SYS_getuid, "status page: own uid"),
     allow!(SYS_geteuid, "status page: own uid"),
@@ -336,6 +372,10 @@ pub const ARCH: &[Allowed] = &[
     allow!(SYS_mkdir, "creating directories: glibc mkdir()"),
     allow!(SYS_rmdir, "removing directories: glibc rmdir()"),
     allow!(SYS_chmod, "set_permissions: glibc chmod()"),
+    allow!(
+        SYS_readlink,
+        "system monitors: resolving sysfs and executable links (glibc readlink())"
+    ),
 ];
 
 /// System calls that exist only on aarch64.
@@ -441,6 +481,17 @@ mod tests {
     }
 
     #[test]
+    fn sockets_only_for_tcp_to_collectors() {
+        // socket() only for IPv4/IPv6 (audit forwarding); never netlink, packet or Unix.
+        for a in allowed().filter(|a| a.name() == "socket") {
+            assert!(
+                matches!(a.only, Only::ArgEq { arg: 0, value } if value == libc::AF_INET as u64 || value == libc::AF_INET6 as u64),
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
     fn dangerous_calls_are_not_on_the_list() {
         let names: BTreeSet<&str> = allowed().map(Allowed::name).collect();
         for forbidden in [
@@ -457,10 +508,8 @@ mod tests {
             "setresgid",
             "setgroups",
             "capset",
-            "socket",
             "bind",
             "listen",
-            "connect",
             "bpf",
             "kexec_load",
             "kexec_file_load",

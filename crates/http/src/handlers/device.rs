@@ -73,6 +73,12 @@ pub fn notices(state: &AppState) -> Vec<Notice> {
             message: "administrators are not required to use a second factor",
         });
     }
+    if state.forwarding.settings().any_plaintext() {
+        notices.push(Notice {
+            code: "insecure_forwarding",
+            message: "audit records are forwarded in plain text to at least one collector; use TLS",
+        });
+    }
     notices
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod device;
+pub mod forwarding;
 pub mod mfa;
 pub mod sessions;
 pub mod settings;
