@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mamori_audit::log::{Filter, LogStatus, PurgeReport, Record};
 use mamori_audit::{Event, EventKind, Outcome};
+use mamori_auth::Principal;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -97,8 +98,57 @@ pub async fn events(
         return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
     }
     let filter = q.filter()?;
+    Ok(Json(newest(&state, filter, limit).await?))
+}
+
+/// The newest `limit` records matching `filter`, oldest first: the API's list and the UI's
+/// audit page.
+pub async fn newest(
+    state: &AppState,
+    filter: Filter,
+    limit: usize,
+) -> Result<Vec<Record>, ApiError> {
     let audit = state.audit.clone();
-    Ok(Json(blocking(move || audit.tail(&filter, limit)).await?))
+    blocking(move || audit.tail(&filter, limit)).await
+}
+
+/// Every record matching `filter` as JSON lines, and the export recorded (who, how many, and
+/// `filter_details`: the filter as the caller gave it): the API's export and the UI's.
+pub async fn export_recorded(
+    state: &AppState,
+    p: &Principal,
+    filter: Filter,
+    filter_details: serde_json::Value,
+) -> Result<Vec<u8>, ApiError> {
+    let audit = state.audit.clone();
+    let (count, body) = blocking(move || {
+        let mut body = Vec::new();
+        let n = audit.export_json_lines(&filter, &mut body)?;
+        Ok((n, body))
+    })
+    .await?;
+    state.audit_record(
+        Event::new(EventKind::AuditLogExported, Outcome::Success)
+            .actor(p.username.as_str())
+            .source(p.origin.label())
+            .details(json!({"records": count, "filter": filter_details})),
+    );
+    Ok(body)
+}
+
+/// An export as the browser saves it: JSON lines, as the attachment `audit-log.jsonl`.
+pub fn json_lines_attachment(body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-log.jsonl\"",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Every matching record as JSON lines (`application/x-ndjson`). The export itself is recorded.
@@ -113,32 +163,11 @@ pub async fn export(
         ));
     }
     let filter = q.filter()?;
-    let audit = state.audit.clone();
-    let (count, body) = blocking(move || {
-        let mut body = Vec::new();
-        let n = audit.export_json_lines(&filter, &mut body)?;
-        Ok((n, body))
-    })
-    .await?;
-    state.audit_record(
-        Event::new(EventKind::AuditLogExported, Outcome::Success)
-            .actor(p.username.as_str())
-            .source(p.origin.label())
-            .details(json!({"records": count, "filter": {
-                "since": q.since, "until": q.until, "event": q.event,
-                "actor": q.actor.is_some(), "outcome": q.outcome, "from_seq": q.from_seq}})),
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit-log.jsonl\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    let details = json!({
+        "since": q.since, "until": q.until, "event": q.event,
+        "actor": q.actor.is_some(), "outcome": q.outcome, "from_seq": q.from_seq});
+    let body = export_recorded(&state, &p, filter, details).await?;
+    Ok(json_lines_attachment(body))
 }
 
 /// Fill level, sequence range, sealing epoch, what the collectors have not received, write
@@ -162,20 +191,30 @@ pub async fn purge(
     Caller(p): Caller,
     ApiJson(req): ApiJson<PurgeRequest>,
 ) -> Result<Json<PurgeReport>, ApiError> {
-    let before = time_param("before", Some(&req.before))?.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    if before > OffsetDateTime::now_utc() {
+    Ok(Json(purge_personal_data(&state, &p, &req.before).await?))
+}
+
+/// Destroys the personal data of records older than `before` (RFC 3339, not in the future)
+/// and records the purge: the API's purge and the UI's.
+pub async fn purge_personal_data(
+    state: &AppState,
+    p: &Principal,
+    before: &str,
+) -> Result<PurgeReport, ApiError> {
+    let at = time_param("before", Some(before))?.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    if at > OffsetDateTime::now_utc() {
         return Err(ApiError::BadRequest(
             "before must not be in the future".into(),
         ));
     }
     let audit = state.audit.clone();
-    let report = blocking(move || audit.purge_personal_data(before)).await?;
+    let report = blocking(move || audit.purge_personal_data(at)).await?;
     state.audit_record(
         Event::new(EventKind::PersonalDataPurged, Outcome::Success)
             .actor(p.username.as_str())
             .source(p.origin.label())
-            .details(json!({"before": req.before, "segments": report.segments,
+            .details(json!({"before": before, "segments": report.segments,
                 "records": report.records, "up_to_seq": report.up_to_seq})),
     );
-    Ok(Json(report))
+    Ok(report)
 }
