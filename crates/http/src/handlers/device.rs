@@ -49,8 +49,8 @@ pub async fn device(State(state): State<AppState>) -> Json<DeviceInfo> {
 pub struct Notice {
     /// Stable code (the UI shows its own words for each).
     pub code: &'static str,
-    /// What to do, in English.
-    pub message: &'static str,
+    /// What it is and what to do, in English.
+    pub message: String,
 }
 
 /// The device-wide notices, for the status endpoint and the dashboard banner.
@@ -59,7 +59,9 @@ pub fn notices(state: &AppState) -> Vec<Notice> {
     if state.auth.access().allow.is_empty() {
         notices.push(Notice {
             code: "allowlist_open",
-            message: "the management service accepts connections from any address; set an allowlist",
+            message:
+                "the management service accepts connections from any address; set an allowlist"
+                    .into(),
         });
     }
     if !state
@@ -70,13 +72,53 @@ pub fn notices(state: &AppState) -> Vec<Notice> {
     {
         notices.push(Notice {
             code: "mfa_not_required_for_admin",
-            message: "administrators are not required to use a second factor",
+            message: "administrators are not required to use a second factor".into(),
         });
     }
     if state.forwarding.settings().any_plaintext() {
         notices.push(Notice {
             code: "insecure_forwarding",
-            message: "audit records are forwarded in plain text to at least one collector; use TLS",
+            message: "audit records are forwarded in plain text to at least one collector; use TLS"
+                .into(),
+        });
+    }
+    let log = state.audit.status();
+    notices.extend(log_notices(
+        log.percent,
+        log.overwritten_unread,
+        log.write_error.is_some(),
+    ));
+    notices
+}
+
+/// Fill level from which the log's capacity is a notice (the log's first warning).
+pub const LOG_CAPACITY_NOTICE_PERCENT: u8 = 80;
+
+/// The audit log's notices (S3.1-35 R2/R3): nearly full, records overwritten before a
+/// collector received them, writing failing.
+pub fn log_notices(percent: u8, overwritten_unread: u64, write_failing: bool) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    if percent >= LOG_CAPACITY_NOTICE_PERCENT {
+        notices.push(Notice {
+            code: "log_capacity",
+            message: format!(
+                "the audit log is {percent} % full; the oldest records are overwritten when it is full: forward or export them"
+            ),
+        });
+    }
+    if overwritten_unread > 0 {
+        notices.push(Notice {
+            code: "log_overwritten",
+            message: format!(
+                "{overwritten_unread} audit records were overwritten before a collector received them"
+            ),
+        });
+    }
+    if write_failing {
+        notices.push(Notice {
+            code: "log_write_failing",
+            message: "writing the audit log fails; events wait in memory and may be refused: check the disk"
+                .into(),
         });
     }
     notices
@@ -104,4 +146,32 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         out.extend(process);
     }
     Json(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(percent: u8, overwritten: u64, failing: bool) -> Vec<&'static str> {
+        log_notices(percent, overwritten, failing)
+            .into_iter()
+            .map(|n| n.code)
+            .collect()
+    }
+
+    #[test]
+    fn the_log_is_a_notice_from_80_percent_on_after_unread_overwrites_and_while_writing_fails() {
+        assert!(codes(0, 0, false).is_empty());
+        assert!(codes(79, 0, false).is_empty());
+        assert_eq!(codes(80, 0, false), ["log_capacity"]);
+        assert_eq!(
+            codes(100, 3, true),
+            ["log_capacity", "log_overwritten", "log_write_failing"]
+        );
+        assert_eq!(codes(10, 1, false), ["log_overwritten"]);
+        assert_eq!(codes(10, 0, true), ["log_write_failing"]);
+        let n = log_notices(91, 1234, false);
+        assert!(n[0].message.contains("91 %"), "{}", n[0].message);
+        assert!(n[1].message.contains("1234"), "{}", n[1].message);
+    }
 }
