@@ -48,14 +48,21 @@ const JA: Texts = Texts {
 /// A banner: what is wrong and where to fix it.
 struct Banner {
     code: &'static str,
-    text: &'static str,
+    text: String,
     /// Where the reader can act on it; none when that page is not open to their role.
     link: Option<&'static str>,
 }
 
+/// What the audit log's banners say about it.
+#[derive(Debug, Clone, Copy, Default)]
+struct LogFacts {
+    percent: u8,
+    overwritten_unread: u64,
+}
+
 /// The words for a notice code, and the page that fixes it. The codes cover the whole
-/// device; later capabilities (updates, log capacity, protocols) add theirs here.
-fn banner(lang: Lang, layout: &Layout, code: &'static str) -> Banner {
+/// device; later capabilities (updates, protocols) add theirs here.
+fn banner(lang: Lang, layout: &Layout, code: &'static str, log: LogFacts) -> Banner {
     let (en, ja, link) = match code {
         "allowlist_open" => (
             "The management service accepts connections from any address. Restrict it to your management network.",
@@ -78,9 +85,19 @@ fn banner(lang: Lang, layout: &Layout, code: &'static str) -> Banner {
             "",
         ),
         "log_capacity" => (
-            "The audit log is nearly full.",
-            "監査ログの容量が残りわずかです。",
-            "",
+            "The audit log is {percent} % full. When it is full, the oldest records are overwritten: make sure they are forwarded to a log collector, or export them.",
+            "監査ログの使用率が {percent} % になりました。満杯になると古い記録から上書きされます。ログの転送先に届いていることを確認するか、エクスポートしてください。",
+            "/ui/audit",
+        ),
+        "log_overwritten" => (
+            "{overwritten} audit records were overwritten before a log collector received them: they are lost. Check the forwarding of the audit log.",
+            "{overwritten} 件の監査ログの記録が、転送先に届く前に上書きされ、失われました。監査ログの転送を確認してください。",
+            "/ui/audit",
+        ),
+        "log_write_failing" => (
+            "Writing the audit log fails. Events wait in memory and may be refused when it is full. Check the device's storage.",
+            "監査ログの書き込みに失敗しています。イベントはメモリ上で待機しており、いっぱいになると受け付けられなくなります。機器のストレージを確認してください。",
+            "/ui/audit",
         ),
         "insecure_protocol" => (
             "An insecure protocol is enabled.",
@@ -98,11 +115,15 @@ fn banner(lang: Lang, layout: &Layout, code: &'static str) -> Banner {
         "" => false,
         "/ui/access" => layout.can_access,
         "/ui/users" => layout.can_users,
+        "/ui/audit" => layout.can_audit,
         _ => true,
     };
     Banner {
         code,
-        text: lang.pick(en, ja),
+        text: lang
+            .pick(en, ja)
+            .replace("{percent}", &log.percent.to_string())
+            .replace("{overwritten}", &log.overwritten_unread.to_string()),
         link: open.then_some(link),
     }
 }
@@ -132,15 +153,20 @@ fn uptime_text(lang: Lang, secs: u64) -> String {
 pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
     let info = device_info(&state);
     let layout = ctx.layout("dashboard");
+    let log = state.audit.status();
+    let log = LogFacts {
+        percent: log.percent,
+        overwritten_unread: log.overwritten_unread,
+    };
     let mut banners: Vec<Banner> = notices(&state)
         .into_iter()
-        .map(|n| banner(ctx.lang, &layout, n.code))
+        .map(|n| banner(ctx.lang, &layout, n.code, log))
         .collect();
     if let Some(p) = ctx.principal.clone()
         && let Ok(session) = state.run(move |auth| auth.session(&p)).await
         && !session.mfa_enabled
     {
-        banners.push(banner(ctx.lang, &layout, "mfa_not_enrolled"));
+        banners.push(banner(ctx.lang, &layout, "mfa_not_enrolled", log));
     }
     render(&Dashboard {
         layout,
@@ -152,4 +178,50 @@ pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
         time: crate::page::when_precise(&info.time),
         banners,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mamori_auth::model::Role;
+
+    use super::*;
+
+    fn layout(role: Role) -> Layout {
+        use mamori_auth::model::Permission;
+        let ctx = PageCtx {
+            lang: Lang::En,
+            csrf: String::new(),
+            principal: None,
+            path: "/ui/".into(),
+            host: String::new(),
+        };
+        let mut l = ctx.layout("dashboard");
+        l.can_users = role.allows(Permission::UsersManage);
+        l.can_access = role.allows(Permission::SecurityManage);
+        l.can_audit = role.allows(Permission::AuditRead);
+        l
+    }
+
+    #[test]
+    fn log_banners_say_how_full_and_how_many_and_link_only_for_readers_of_the_log() {
+        let log = LogFacts {
+            percent: 87,
+            overwritten_unread: 1234,
+        };
+        let b = banner(Lang::En, &layout(Role::Auditor), "log_capacity", log);
+        assert!(b.text.contains("87 % full"), "{}", b.text);
+        assert_eq!(b.link, Some("/ui/audit"));
+        let b = banner(Lang::Ja, &layout(Role::Admin), "log_overwritten", log);
+        assert!(b.text.starts_with("1234 件"), "{}", b.text);
+        assert_eq!(b.link, Some("/ui/audit"));
+        for role in [Role::Operator, Role::Viewer] {
+            for code in ["log_capacity", "log_overwritten", "log_write_failing"] {
+                let b = banner(Lang::En, &layout(role), code, log);
+                assert_eq!(b.link, None, "{code} for {role:?}");
+                assert!(!b.text.contains('{'), "{}", b.text);
+            }
+        }
+        let b = banner(Lang::Ja, &layout(Role::Auditor), "log_write_failing", log);
+        assert!(b.text.contains("書き込みに失敗"), "{}", b.text);
+    }
 }

@@ -14,6 +14,7 @@ use crate::guard;
 
 pub mod access;
 pub mod account;
+pub mod audit;
 pub mod dashboard;
 pub mod login;
 pub mod mfa;
@@ -110,6 +111,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Management access: source allowlist and trusted stations.", get(access::show)),
         page!(POST "/ui/access", mamori_http::registry::needs_reauth(SecurityManage),
             "Replace the management access policy.", post(access::submit)),
+        page!(GET "/ui/audit", needs(AuditRead),
+            "Audit log: filtered records, older pages, the log's state.", get(audit::show)),
+        page!(GET "/ui/audit/export", needs(AuditRead),
+            "Every matching audit record as a JSON-lines file; recorded.", get(audit::export)),
+        page!(POST "/ui/audit/purge", mamori_http::registry::needs_reauth(SecurityManage),
+            "Purge personal data of the audit log before a date (S3.1-41); recorded.",
+            post(audit::purge)),
     ]
 }
 
@@ -174,6 +182,24 @@ mod tests {
                 e.path
             );
         }
+    }
+
+    /// Nobody can change or delete a single audit record: the only POST under /ui/audit is
+    /// the purge of personal data, for administrators with a fresh re-authentication.
+    #[test]
+    fn the_audit_log_has_no_route_that_changes_a_record() {
+        let posts: Vec<_> = endpoints()
+            .into_iter()
+            .filter(|e| e.path.starts_with("/ui/audit") && e.method != Method::GET)
+            .map(|e| (e.path, e.access))
+            .collect();
+        assert_eq!(
+            posts,
+            [(
+                "/ui/audit/purge",
+                mamori_http::registry::needs_reauth(Permission::SecurityManage)
+            )]
+        );
     }
 
     /// Pages live under /ui/ (and the assets under /assets/), so the API's namespace and the
