@@ -776,12 +776,15 @@ fn older(
     before_seq: u64,
     limit: usize,
 ) -> Result<Vec<Record>, mamori_audit::LogError> {
-    let floor = filter
-        .from_seq
-        .unwrap_or(0)
-        .max(log.status().first_seq.unwrap_or(u64::MAX).min(before_seq));
+    // Only what exists: from the oldest record kept (or `from_seq`) to the newest, so that a
+    // paging position far off costs nothing.
+    let status = log.status();
+    let (Some(first), Some(last)) = (status.first_seq, status.last_seq) else {
+        return Ok(Vec::new());
+    };
+    let floor = filter.from_seq.unwrap_or(0).max(first);
     let mut out: Vec<Record> = Vec::new();
-    let mut hi = before_seq;
+    let mut hi = before_seq.min(last.saturating_add(1));
     let mut window = u64::try_from(limit).unwrap_or(MAX_WINDOW).saturating_mul(2);
     while out.len() < limit && hi > floor {
         let lo = hi.saturating_sub(window).max(floor);
