@@ -15,6 +15,7 @@ mod support;
 
 mod access_control;
 mod assets;
+mod audit;
 mod bodies;
 mod brute_force;
 mod cookies;

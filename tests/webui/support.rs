@@ -871,6 +871,7 @@ pub fn harmful_fields(path: &str) -> Vec<(&'static str, &'static str)> {
         "/ui/users/{name}" => vec![("role", "admin")],
         "/ui/users/{name}/reset" => vec![("reset_mfa", "on")],
         "/ui/access" => vec![("allow", "10.0.0.0/8"), ("trusted", ""), ("confirm", "on")],
+        "/ui/audit/purge" => vec![("before", "2026-01-01"), ("confirm", "on")],
         _ => Vec::new(),
     }
 }
