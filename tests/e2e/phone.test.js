@@ -33,7 +33,7 @@ e2e("phone (390×844): the login page and the dashboard fit the screen without h
   await env.shot(page, "dashboard-phone");
 
   // The other pages of the menu fit too (tables scroll inside their own box).
-  for (const p of ["/ui/users", "/ui/access", "/ui/account", "/ui/account/mfa", "/ui/security"]) {
+  for (const p of ["/ui/users", "/ui/access", "/ui/audit", "/ui/account", "/ui/account/mfa", "/ui/security"]) {
     await page.goto(env.url(p));
     await arrivedAt(page, p);
     await assertNoHorizontalScroll(page);
