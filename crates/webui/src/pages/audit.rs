@@ -446,6 +446,12 @@ const EVENTS: &[(&str, usize, &str, &str)] = &[
         "監査ログの置き換え",
     ),
     (
+        "audit_log_repaired",
+        4,
+        "Audit log tail repaired at start",
+        "起動時の監査ログ末尾の修復",
+    ),
+    (
         "audit_log_capacity",
         4,
         "Audit log capacity warning",

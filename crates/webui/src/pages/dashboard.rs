@@ -99,6 +99,11 @@ fn banner(lang: Lang, layout: &Layout, code: &'static str, log: LogFacts) -> Ban
             "監査ログの書き込みに失敗しています。イベントはメモリ上で待機しており、いっぱいになると受け付けられなくなります。機器のストレージを確認してください。",
             "/ui/audit",
         ),
+        "insecure_forwarding" => (
+            "Audit records are forwarded in plain text to at least one log collector: anyone on the network can read or change them. Use TLS.",
+            "監査ログの記録が、少なくとも 1 つの転送先に平文で転送されています。ネットワーク上の第三者が読み取ったり改ざんしたりできます。TLS を使用してください。",
+            "",
+        ),
         "insecure_protocol" => (
             "An insecure protocol is enabled.",
             "安全でないプロトコルが有効になっています。",
