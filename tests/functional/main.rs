@@ -6,11 +6,13 @@ mod common;
 mod smoke;
 mod support;
 
+mod audit_events;
 mod audit_log;
 mod auth_flow;
 mod cli;
 mod console;
 mod forwarding;
 mod mfa;
+mod time;
 mod tokens_sessions;
 mod users;

@@ -1,0 +1,1 @@
+//! Time through the running device: status, manual set-time and clock steps recorded.
