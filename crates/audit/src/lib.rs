@@ -199,6 +199,28 @@ impl Event {
     }
 }
 
+/// The fields of `details` that hold personal data (S3.1-40), for an event of kind `kind`.
+///
+/// The audit log keeps these beside `actor` and `source`, under the segment's personal key, so
+/// a purge (S3.1-41) destroys them with the rest; the data part keeps the key with the value
+/// [`log::PURGED`]. docs/en/audit.md section 8 lists the same fields and why each is needed.
+pub fn personal_details(kind: EventKind, details: &serde_json::Value) -> &'static [&'static str] {
+    match kind {
+        // The account acted on.
+        EventKind::UserCreated
+        | EventKind::UserChanged
+        | EventKind::UserDeleted
+        | EventKind::CredentialReset => &["user"],
+        // A request path may name an account (`/api/v1/users/alice`).
+        EventKind::AccessDenied => &["path"],
+        // Names users give their tokens and security keys.
+        EventKind::TokenCreated | EventKind::MfaChanged => &["name"],
+        // The management allowlist: a /32 or /128 entry is one station's address.
+        EventKind::SettingsChanged if details["setting"] == "access" => &["before", "after"],
+        _ => &[],
+    }
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }

@@ -88,3 +88,54 @@ fn purging_destroys_old_personal_data_and_the_log_still_verifies() {
         "a purge survives a restart"
     );
 }
+
+#[test]
+fn purging_also_destroys_the_personal_fields_of_details() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let key = Key::generate().unwrap();
+    let (log, _vk) = AuditLog::create(&dir, &key, small_config()).unwrap();
+    let events = [
+        Event::new(EventKind::UserCreated, Outcome::Success)
+            .actor("admin")
+            .details(serde_json::json!({ "user": MARKER, "role": "operator" })),
+        Event::new(EventKind::AccessDenied, Outcome::Failure)
+            .actor("op")
+            .details(serde_json::json!({ "method": "GET", "path": format!("/api/v1/users/{MARKER}") })),
+        Event::new(EventKind::SettingsChanged, Outcome::Success)
+            .actor("admin")
+            .details(serde_json::json!({ "setting": "access", "before": [], "after": ["198.51.100.77/32"] })),
+    ];
+    let mut seqs = Vec::new();
+    for e in events {
+        seqs.push(log.append_durable(e).unwrap());
+    }
+    // Before the purge the reader sees every field as it was written.
+    let read = log.read(seqs[0], 3).unwrap();
+    assert_eq!(read[0].event.details["user"], MARKER);
+    assert_eq!(read[0].event.details["role"], "operator");
+    assert!(
+        read[1].event.details["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(MARKER)
+    );
+    assert_eq!(read[2].event.details["after"][0], "198.51.100.77/32");
+    log.sync().unwrap();
+    assert!(
+        !contains(&all_bytes(&dir), MARKER.as_bytes()),
+        "encrypted at rest"
+    );
+
+    log.purge_personal_data(OffsetDateTime::now_utc() + time::Duration::seconds(1))
+        .unwrap();
+    let read = log.read(seqs[0], 3).unwrap();
+    assert_eq!(read[0].event.details["user"], PURGED);
+    assert_eq!(read[0].event.details["role"], "operator", "the rest stays");
+    assert_eq!(read[1].event.details["path"], PURGED);
+    assert_eq!(read[1].event.details["method"], "GET");
+    assert_eq!(read[2].event.details["after"], PURGED);
+    assert_eq!(read[2].event.details["setting"], "access");
+    assert!(read.iter().all(|r| r.personal_purged));
+    log.close().unwrap();
+}

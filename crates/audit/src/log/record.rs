@@ -1,8 +1,10 @@
 //! Turning an [`Event`] into a frame's two ciphertexts and back.
 //!
 //! The event kind, outcome and details are sealed under the segment's data key; the personal
-//! fields (actor, source address: S3.1-40) separately under its personal key, so purging can
-//! destroy them alone. The associated data binds each ciphertext to the log, the segment, its
+//! fields (actor, source address, and the personal fields of the details that
+//! [`crate::personal_details`] names: S3.1-40) separately under its personal key, so purging
+//! can destroy them alone. A personal detail stays in the data part as its key with the value
+//! [`PURGED`], so after a purge the record still shows which fields it had. The associated data binds each ciphertext to the log, the segment, its
 //! part and every clear field of its frame, so a ciphertext moved to another place or a clear
 //! field rewritten (even with the chain recomputed) no longer decrypts.
 
@@ -70,6 +72,9 @@ struct PersonalPart {
     actor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The personal fields of `details`, by key.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An event's two plaintexts, before sealing.
@@ -82,10 +87,11 @@ pub(crate) struct Plain {
 impl Plain {
     /// Splits and serializes an event, cutting oversize parts instead of refusing the event.
     pub(crate) fn of(event: &Event) -> Plain {
+        let (details, personal_details) = split_personal(event);
         let mut data = to_json(&DataOut {
             event: &event.event,
             outcome: &event.outcome,
-            details: &event.details,
+            details: &details,
         });
         if data.len() > MAX_DATA_PLAIN {
             let note = serde_json::json!({ "truncated": true, "original_bytes": data.len() });
@@ -95,10 +101,14 @@ impl Plain {
                 details: &note,
             });
         }
-        let personal = (event.actor.is_some() || event.source.is_some()).then(|| {
+        let personal = (event.actor.is_some()
+            || event.source.is_some()
+            || !personal_details.is_empty())
+        .then(|| {
             to_json(&PersonalPart {
                 actor: event.actor.as_deref().map(cut),
                 source: event.source.as_deref().map(cut),
+                details: personal_details,
             })
         });
         Plain { data, personal }
@@ -111,6 +121,34 @@ impl Plain {
             self.personal.as_ref().map_or(0, |p| sealed_len(p.len())),
         )
     }
+}
+
+/// The details with each personal field replaced by [`PURGED`], and the personal fields.
+fn split_personal(
+    event: &Event,
+) -> (
+    std::borrow::Cow<'_, serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let mut personal = serde_json::Map::new();
+    let keys = crate::personal_details(event.event, &event.details);
+    let Some(fields) = event.details.as_object() else {
+        return (std::borrow::Cow::Borrowed(&event.details), personal);
+    };
+    if !keys.iter().any(|k| fields.contains_key(*k)) {
+        return (std::borrow::Cow::Borrowed(&event.details), personal);
+    }
+    let mut kept = fields.clone();
+    for key in keys {
+        if let Some(v) = kept.get_mut(*key) {
+            let value = match std::mem::replace(v, PURGED.into()) {
+                serde_json::Value::String(text) => cut(&text).into(),
+                other => other,
+            };
+            personal.insert((*key).to_string(), value);
+        }
+    }
+    (std::borrow::Cow::Owned(kept.into()), personal)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Zeroizing<Vec<u8>> {
@@ -161,7 +199,7 @@ pub(crate) fn open(
             seq,
             reason: "event data",
         })?;
-    let body: DataIn = serde_json::from_slice(&data).map_err(|_| LogError::Decrypt {
+    let mut body: DataIn = serde_json::from_slice(&data).map_err(|_| LogError::Decrypt {
         seq,
         reason: "event data is not an event",
     })?;
@@ -182,6 +220,11 @@ pub(crate) fn open(
                 seq,
                 reason: "personal data is not actor/source",
             })?;
+            if let Some(fields) = body.details.as_object_mut() {
+                for (k, v) in p.details {
+                    fields.insert(k, v);
+                }
+            }
             (p.actor, p.source, false)
         }
     };
@@ -224,6 +267,36 @@ mod tests {
                 .personal
                 .is_none()
         );
+    }
+
+    #[test]
+    fn personal_details_go_to_the_personal_part_and_leave_their_key_behind() {
+        let e = Event::new(EventKind::UserDeleted, Outcome::Success)
+            .actor("admin")
+            .details(serde_json::json!({ "user": "alice", "role": "operator" }));
+        let p = Plain::of(&e);
+        let data = String::from_utf8_lossy(&p.data);
+        assert!(!data.contains("alice"), "{data}");
+        assert!(data.contains(r#""user":"purged""#) && data.contains("operator"));
+        let personal = String::from_utf8_lossy(p.personal.as_deref().unwrap()).to_string();
+        assert!(personal.contains(r#""user":"alice""#), "{personal}");
+    }
+
+    #[test]
+    fn the_allowlist_is_personal_only_in_access_settings() {
+        let access =
+            serde_json::json!({ "setting": "access", "before": ["192.0.2.7/32"], "after": [] });
+        let auth = serde_json::json!({ "setting": "auth", "before": { "lockout_threshold": 5 } });
+        for (details, personal) in [(access, true), (auth, false)] {
+            let e = Event::new(EventKind::SettingsChanged, Outcome::Success).details(details);
+            let p = Plain::of(&e);
+            let data = String::from_utf8_lossy(&p.data);
+            assert_eq!(
+                !data.contains("192.0.2.7") && data.contains("purged"),
+                personal
+            );
+            assert_eq!(p.personal.is_some(), personal, "no actor: only details");
+        }
     }
 
     #[test]
