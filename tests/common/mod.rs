@@ -3,9 +3,10 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,55 @@ pub struct Device {
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
+    /// The executable started by [`Device::spawn`]; `None`: the workspace's `mamorid`.
+    binary: Option<PathBuf>,
+    /// The network namespace the daemon runs in; `None`: the host's, on loopback. Declared
+    /// last: dropped (deleted) after `Drop` has stopped the daemon.
+    netns: Option<Netns>,
+}
+
+/// How to start a [`Device`] other than the default (the workspace's `mamorid`, on loopback
+/// in the host's network namespace): `Device::builder().netns().binary(path).start()`.
+#[derive(Debug, Default)]
+pub struct DeviceBuilder {
+    args: Vec<String>,
+    binary: Option<PathBuf>,
+    netns: bool,
+}
+
+impl DeviceBuilder {
+    /// Extra arguments for `mamorid` (for example `--serial X`).
+    pub fn args(mut self, extra: &[&str]) -> Self {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Runs this executable instead of the workspace's `mamorid` (it must be readable and
+    /// executable by the management user, in a directory it can traverse).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// Runs the daemon in a network namespace of its own ([`Netns`]), listening on the
+    /// namespace's end of a veth pair; clients connect from the host's end. Needs root.
+    pub fn netns(mut self) -> Self {
+        self.netns = true;
+        self
+    }
+
+    pub fn start(self) -> Device {
+        let netns = self.netns.then(Netns::new);
+        let addr = match &netns {
+            Some(ns) => SocketAddr::from((ns.device_ip, free_port())),
+            None => SocketAddr::from(([127, 0, 0, 1], free_port())),
+        };
+        let mut d = Device::prepare(addr, self.args);
+        d.binary = self.binary;
+        d.netns = netns;
+        d.spawn();
+        d
+    }
 }
 
 impl Device {
@@ -69,6 +119,16 @@ impl Device {
 
     /// Starts a fresh device with extra arguments (for example `--serial X`).
     pub fn start_with(extra: &[&str]) -> Device {
+        Self::builder().args(extra).start()
+    }
+
+    /// Options for starting a device another way ([`DeviceBuilder`]).
+    pub fn builder() -> DeviceBuilder {
+        DeviceBuilder::default()
+    }
+
+    /// A device in a new temporary state directory, not yet started.
+    fn prepare(addr: SocketAddr, extra_args: Vec<String>) -> Device {
         let dir = tempfile::Builder::new()
             .prefix("mamori-test-")
             .tempdir()
@@ -77,21 +137,35 @@ impl Device {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let state = dir.path().join("state");
-        let mut d = Device {
+        Device {
             state,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            addr,
             label_password: None,
             child: None,
             _dir: Some(dir),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        d.spawn();
-        d
+            extra_args,
+            binary: None,
+            netns: None,
+        }
+    }
+
+    /// The network namespace the daemon runs in, if it has its own.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     /// Starts (again) the daemon on this state directory and waits until it serves.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(bin("mamorid"));
+        let binary = self.binary.clone().unwrap_or_else(|| bin("mamorid"));
+        // `ip netns exec` execs the daemon in place (no fork): the child is still mamorid.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("--state-dir")
             .arg(&self.state)
             .arg("--listen")
@@ -183,12 +257,18 @@ impl Device {
         roots
     }
 
-    /// An HTTPS client that trusts exactly the device certificate, with a cookie jar.
+    /// An HTTPS client that trusts exactly the device certificate, with a cookie jar. It
+    /// connects from 127.0.0.1, or from the host's end of the veth pair for a device in its own
+    /// network namespace.
     pub fn client(&self) -> Client {
-        self.client_from("127.0.0.1")
+        match &self.netns {
+            Some(ns) => self.client_from(&ns.host_ip.to_string()),
+            None => self.client_from("127.0.0.1"),
+        }
     }
 
-    /// The same, connecting from another loopback address (127.0.0.0/8 is all ours).
+    /// The same, connecting from another loopback address (127.0.0.0/8 is all ours; a device
+    /// in its own network namespace is reached only from its veth's host address).
     pub fn client_from(&self, local: &str) -> Client {
         let tls = mamori_crypto::tls::client_config(self.roots()).unwrap();
         let http = reqwest::blocking::Client::builder()
@@ -223,6 +303,147 @@ impl Device {
         );
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
         c
+    }
+}
+
+/// Counts the namespaces this test process made (names and addresses are unique per process).
+static NETNS_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace of its own for a device, so that its system monitors (links, upstream,
+/// interfaces, nftables) see only what its test does: `mt<pid>-<n>`, with `lo` up and a veth
+/// pair `mh<pid><n>` (host, `host_ip`/30) to `mn<pid><n>` (namespace, `device_ip`/30), in
+/// 10.200.0.0/16. Deleted on drop, also when a test panics (the device stops its daemon first);
+/// namespaces left by test processes that are gone are deleted by the next one.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    /// The host's end of the veth pair.
+    pub host_if: String,
+    /// The namespace's end, where the device listens.
+    pub ns_if: String,
+    pub host_ip: Ipv4Addr,
+    pub device_ip: Ipv4Addr,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        assert!(is_root(), "a network namespace needs root");
+        clean_stale_netns();
+        let pid = std::process::id();
+        let n = NETNS_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("mt{pid}-{n}");
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["netns", "add", &name]);
+        // From here on, drop cleans up whatever was made.
+        let mut ns = Netns {
+            name,
+            host_if: format!("mh{pid}{n}"),
+            ns_if: format!("mn{pid}{n}"),
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            device_ip: Ipv4Addr::UNSPECIFIED,
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        run(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns.ns_if,
+            "netns",
+            &ns.name,
+        ]);
+        // A /30 of 10.200.0.0/16 from the pid and counter, skipping any the host already has an
+        // address in (another test process).
+        let start = (pid.wrapping_mul(64).wrapping_add(n)) % 16384;
+        let net = (0..16384)
+            .map(|i| (start + i) % 16384)
+            .map(|k| u32::from(Ipv4Addr::new(10, 200, 0, 0)) + k * 4)
+            .find(|&net| {
+                let prefix = format!("{}/30", Ipv4Addr::from(net));
+                Command::new("ip")
+                    .args(["-4", "-o", "addr", "show", "to", &prefix])
+                    .output()
+                    .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+            })
+            .expect("a free /30 in 10.200.0.0/16");
+        ns.host_ip = Ipv4Addr::from(net + 1);
+        ns.device_ip = Ipv4Addr::from(net + 2);
+        run(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ]);
+        run(&["link", "set", &ns.host_if, "up"]);
+        let device = format!("{}/30", ns.device_ip);
+        ns.run(&["ip", "addr", "add", &device, "dev", &ns.ns_if]);
+        ns.run(&["ip", "link", "set", &ns.ns_if, "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace; panics if it fails.
+    pub fn run(&self, cmd: &[&str]) -> Output {
+        let out = self.try_run(cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?} in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn try_run(&self, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting one end deletes the pair; the namespace goes with its last process.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+/// Deletes namespaces `mt<pid>-<n>` of test processes that are gone (killed before their
+/// guard ran).
+fn clean_stale_netns() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((pid, n)) = name.strip_prefix("mt").and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok()
+            && n.parse::<u32>().is_ok()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+        }
     }
 }
 
