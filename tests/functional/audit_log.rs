@@ -355,3 +355,121 @@ fn a_full_log_overwrites_its_oldest_records_warns_and_logins_keep_working() {
             .any(|e| e["source"].as_str().unwrap_or("").contains("127.0.0.52"))
     );
 }
+
+/// A tmpfs mounted on a directory; unmounted (lazily, in case a file is still open) on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` on `dir` with the contents and ownership `dir` had.
+    fn replace(dir: &std::path::Path, size: &str) -> SmallDisk {
+        let saved = dir.with_extension("saved");
+        std::fs::rename(dir, &saved).unwrap();
+        std::fs::create_dir(dir).unwrap();
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0700"))
+            .arg("mamori-test-audit")
+            .arg(dir));
+        let disk = SmallDisk(dir.to_path_buf());
+        ok(Command::new("cp").arg("-a").arg(saved.join(".")).arg(dir));
+        ok(Command::new("chown")
+            .arg("--reference")
+            .arg(&saved)
+            .arg(dir));
+        disk
+    }
+
+    /// Fills the disk with a file until a write fails with "no space".
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_neither_logins_nor_changes_and_loses_no_event() {
+    let mut d = Device::start_with(&["--audit-capacity-mib", "1"]);
+    d.admin();
+    d.stop();
+    // The audit log alone on a small disk of its own; the store keeps its space.
+    let disk = SmallDisk::replace(&d.state.join("audit/log"), "4m");
+    d.spawn();
+    let admin = d.client();
+    login_cookie(&admin, "admin", ADMIN_PASSWORD);
+    let filler = disk.fill();
+
+    // Logins and a change keep working while every write of the log fails.
+    let c = d.client_from("127.0.0.61");
+    for _ in 0..3 {
+        assert_eq!(
+            try_login(&c, "admin", "not-the-password"),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+    }
+    login_cookie(&c, "admin", ADMIN_PASSWORD);
+    admin.reauth(ADMIN_PASSWORD);
+    let r = admin.post(
+        "/api/v1/users",
+        &json!({"username": "diskfull", "role": "viewer", "password": "Quartz-Harbor-71-linen"}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // The failure is visible: the log's status and a standing notice.
+    assert!(eventually(Duration::from_secs(10), || {
+        admin.get("/api/v1/audit/status").body["write_error"].is_string()
+    }));
+    let status = admin.get("/api/v1/audit/status").body;
+    // (The last page of the segment file may still take a record or two: tmpfs fails only when
+    // a new page is needed.)
+    assert!(status["queued"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(status["dropped"], 0, "{status}");
+    let notices = admin.get("/api/v1/status").body["notices"].to_string();
+    assert!(notices.contains("log_write_failing"), "{notices}");
+
+    // Space again: the log catches up by itself, in order, and nothing was lost.
+    std::fs::remove_file(filler).unwrap();
+    assert!(eventually(Duration::from_secs(15), || {
+        admin.get("/api/v1/audit/status").body["write_error"].is_null()
+    }));
+    let failed = events_of(&admin, "event=login_failed");
+    let from_61 = |e: &&Value| e["source"].as_str().unwrap_or("").contains("127.0.0.61");
+    assert_eq!(failed.iter().filter(from_61).count(), 3);
+    let created = events_of(&admin, "event=user_created");
+    assert!(
+        created.iter().any(|e| e["details"]["user"] == "diskfull"),
+        "{created:?}"
+    );
+    let seqs: Vec<u64> = events_of(&admin, "")
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2)
+            .all(|w| w[0] + 1 == w[1] || w[1] + 1 == w[0]),
+        "no gap in the sequence: {seqs:?}"
+    );
+    let notices = admin.get("/api/v1/status").body["notices"].to_string();
+    assert!(!notices.contains("log_write_failing"), "{notices}");
+    d.stop();
+    let (code, report) = verify(&d);
+    assert_eq!(code, 0, "{report}");
+    drop(disk);
+}
