@@ -17,7 +17,10 @@ fn an_oversized_form_is_refused_with_413_and_the_device_keeps_serving() {
     let (d, admin, mut b) = device_with_admin();
     let mut anon = Browser::from(&d, "127.0.0.2");
     let token = anon.token();
-    for size in [16 * 1024 + 1, 64 * 1024, 1024 * 1024] {
+    // Sizes a socket buffer takes whole: the device answers 413 without reading the body and
+    // closes, so a client still writing a larger one may meet a reset before it reads the
+    // answer (a race of the client, not of the device); the streamed case below covers that.
+    for size in [16 * 1024 + 1, 64 * 1024] {
         let filler = "a".repeat(size);
         let r = anon.post(
             "/ui/login",
