@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mamori_crypto::aead::Key;
+use mamori_time::{NtpApplied, NtpReport, SetClock, SetClockError, TimeConfig};
 use nix::sys::signal::SigSet;
 use nix::sys::stat::{SFlag, fstat};
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub enum Parent {
     /// A separated parent, reached over the socketpair.
     Channel(Mutex<UnixStream>),
     /// Single-process mode: the operations run in this process, with this process's rights.
-    InProcess(Dispatcher),
+    InProcess(Box<Dispatcher>),
 }
 
 /// What the parent says about itself ([`Request::Status`]).
@@ -43,15 +44,7 @@ pub struct ParentStatus {
 }
 
 /// What the parent did for [`Request::SetTime`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ClockSet {
-    /// The clock just before it was set, in milliseconds since the Unix epoch.
-    pub before_unix_ms: i64,
-    /// The clock just after it was set.
-    pub after_unix_ms: i64,
-    /// Whether mamori's chronyd was running (the request was forced).
-    pub ntp_running: bool,
-}
+pub use mamori_time::ClockSet;
 
 impl Parent {
     /// The channel to a privileged parent, which passed it as standard input.
@@ -96,7 +89,7 @@ impl Parent {
     /// The key-encryption key is created under `state_dir/keys` on first use if it does not
     /// exist, as the separated parent does at start.
     pub fn in_process(state_dir: impl Into<PathBuf>) -> Self {
-        Self::InProcess(Dispatcher::new(state_dir))
+        Self::InProcess(Box::new(Dispatcher::new(state_dir)))
     }
 
     /// Whether a separate privileged process holds the keys and the privileged operations.
@@ -151,6 +144,23 @@ impl Parent {
         }
     }
 
+    /// Sends the time configuration to the parent, which (re)starts or stops chronyd
+    /// ([`Request::ApplyTime`]). Refused when the parent finds it invalid.
+    pub fn apply_time(&self, config: TimeConfig) -> Result<NtpApplied> {
+        match self.call(Request::ApplyTime { config })? {
+            Reply::TimeApplied { running, error } => Ok(NtpApplied { running, error }),
+            other => Err(unexpected("ApplyTime", other)),
+        }
+    }
+
+    /// Asks the parent how NTP synchronisation is doing ([`Request::TimeStatus`]).
+    pub fn time_status(&self) -> Result<NtpReport> {
+        match self.call(Request::TimeStatus)? {
+            Reply::TimeStatus { report } => Ok(*report),
+            other => Err(unexpected("TimeStatus", other)),
+        }
+    }
+
     fn call(&self, request: Request) -> Result<Reply> {
         match self {
             Self::Channel(channel) => {
@@ -166,6 +176,15 @@ impl Parent {
                 Ok(dispatcher.dispatch(request))
             }
         }
+    }
+}
+
+impl SetClock for Parent {
+    fn set_clock(&self, unix_ms: i64, force: bool) -> Result<ClockSet, SetClockError> {
+        self.set_time(unix_ms, force).map_err(|e| match e {
+            PrivsepError::Refused { reason, .. } => SetClockError::Refused(reason),
+            other => SetClockError::Failed(other.to_string()),
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -58,40 +59,39 @@ pub enum Request {
         /// Set it even while NTP synchronisation runs.
         force: bool,
     },
+    /// Put this time configuration in force: (re)start or stop mamori's chronyd.
+    ///
+    /// - **Does:** renders `STATE/chrony/chrony.conf` from the configuration and starts chronyd
+    ///   with it (stopping the one running), or stops chronyd when there are no servers; leaves
+    ///   a chronyd that already runs with the same configuration alone. Replies
+    ///   [`Reply::TimeApplied`], which says whether chronyd runs and why not (for example
+    ///   chrony is not installed; the daemon keeps serving).
+    /// - **Needs root because:** chronyd starts as root to set the clock (then drops to
+    ///   `_chrony`); the management process may not `execve`.
+    /// - **Parent re-checks:** the configuration is typed (`TimeConfig`: host names and
+    ///   addresses parsed as `NtpHost`, unknown fields refused) and validated again
+    ///   (`TimeConfig::validate`: at most 8 servers, ports, poll intervals, NTS rules). The
+    ///   parent chooses every path and chronyd's options itself. Invalid: [`Reply::Refused`].
+    ApplyTime {
+        /// The configuration, as the management process stored it.
+        config: TimeConfig,
+    },
+    /// How is NTP synchronisation doing?
+    ///
+    /// - **Does:** asks mamori's chronyd (`chronyc` over its root-only socket) for tracking,
+    ///   sources and NTS state, and replies with them and chronyd's recent step notices
+    ///   ([`Reply::TimeStatus`]).
+    /// - **Needs root because:** chronyd's command socket is reachable only by root and the
+    ///   chrony user, and the management process may not `execve` chronyc.
+    /// - **Parent re-checks:** nothing to check; the request has no arguments.
+    TimeStatus,
 }
 
-/// The earliest time [`Request::SetTime`] accepts when the build does not say otherwise:
-/// 2026-12-01T00:00:00Z. Raise it with each release.
-pub const CLOCK_FLOOR_FIXED_UNIX_MS: i64 = 1_796_083_200_000;
-
-/// The first instant [`Request::SetTime`] refuses: 2100-01-01T00:00:00Z.
-pub const CLOCK_END_UNIX_MS: i64 = 4_102_444_800_000;
-
-/// The earliest time [`Request::SetTime`] accepts: this build's date, which is the later of
-/// [`CLOCK_FLOOR_FIXED_UNIX_MS`] and `SOURCE_DATE_EPOCH` when the build sets it (reproducible
-/// release builds do). A device cannot have been set up before its software was built, so an
-/// earlier time is a mistake or an attack (certificates and update metadata would look valid
-/// again).
-pub fn clock_floor_unix_ms() -> i64 {
-    let from_build = option_env!("SOURCE_DATE_EPOCH")
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .and_then(|secs| secs.checked_mul(1000))
-        .unwrap_or(0);
-    from_build.max(CLOCK_FLOOR_FIXED_UNIX_MS)
-}
-
-/// Whether `unix_ms` may be set as the system time: from [`clock_floor_unix_ms`] (inclusive) to
-/// [`CLOCK_END_UNIX_MS`] (exclusive). The error says which bound was crossed. Both sides use
-/// it: the management process before asking, the parent again before acting.
-pub fn check_clock_time(unix_ms: i64) -> Result<(), &'static str> {
-    if unix_ms < clock_floor_unix_ms() {
-        Err("the time is before this software was built")
-    } else if unix_ms >= CLOCK_END_UNIX_MS {
-        Err("the time is not before 2100")
-    } else {
-        Ok(())
-    }
-}
+/// The range a manual time must lie in, shared with the management process's own check
+/// (`mamori_time::set_time`): not before this build's date, before 2100.
+pub use mamori_time::manual::{
+    CLOCK_END_UNIX_MS, CLOCK_FLOOR_FIXED_UNIX_MS, check_clock_time, clock_floor_unix_ms,
+};
 
 impl Request {
     /// The operation's name, as on the wire and in logs.
@@ -100,12 +100,14 @@ impl Request {
             Self::DataKey => "DataKey",
             Self::Status => "Status",
             Self::SetTime { .. } => "SetTime",
+            Self::ApplyTime { .. } => "ApplyTime",
+            Self::TimeStatus => "TimeStatus",
         }
     }
 }
 
 /// The parent's answer to one [`Request`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", content = "args", deny_unknown_fields)]
 pub enum Reply {
     /// The answer to [`Request::DataKey`]: the raw 32-byte data key. Zeroized on drop, never
@@ -133,6 +135,18 @@ pub enum Reply {
         after_unix_ms: i64,
         /// Whether mamori's chronyd was running (the request was forced).
         ntp_running: bool,
+    },
+    /// The answer to [`Request::ApplyTime`]: the configuration is in force.
+    TimeApplied {
+        /// chronyd runs with it (false: no servers, or it could not start).
+        running: bool,
+        /// Why chronyd does not run although servers are configured (at most 512 bytes).
+        error: Option<String>,
+    },
+    /// The answer to [`Request::TimeStatus`].
+    TimeStatus {
+        /// chronyd's state, its status and its recent step notices (at most 16).
+        report: Box<NtpReport>,
     },
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
@@ -177,6 +191,15 @@ impl fmt::Debug for Reply {
                 .field("after_unix_ms", after_unix_ms)
                 .field("ntp_running", ntp_running)
                 .finish(),
+            Self::TimeApplied { running, error } => f
+                .debug_struct("TimeApplied")
+                .field("running", running)
+                .field("error", error)
+                .finish(),
+            Self::TimeStatus { report } => f
+                .debug_struct("TimeStatus")
+                .field("report", report)
+                .finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
         }
@@ -216,6 +239,34 @@ mod tests {
             r#"{"op":"SetTime","args":{"unix_ms":1.5,"force":false}}"#,
             r#"{"op":"SetTime","args":{"unix_ms":1800000000000,"force":false,"clock":"CLOCK_TAI"}}"#,
             r#"{"op":"SetTime","args":{"unix_ms":1800000000000,"force":"yes"}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Request>(bad).is_err(),
+                "accepted {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn apply_time_carries_a_typed_configuration_and_nothing_else() {
+        let good = r#"{"op":"ApplyTime","args":{"config":{"servers":[{"host":"127.0.0.1","port":11123}]}}}"#;
+        match serde_json::from_str::<Request>(good).unwrap() {
+            Request::ApplyTime { config } => assert_eq!(config.servers.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            serde_json::to_string(&Request::TimeStatus).unwrap(),
+            r#"{"op":"TimeStatus"}"#
+        );
+        for bad in [
+            r#"{"op":"ApplyTime"}"#,
+            r#"{"op":"ApplyTime","args":{}}"#,
+            r#"{"op":"ApplyTime","args":{"config":{"servers":[{"host":"a b"}]}}}"#,
+            r#"{"op":"ApplyTime","args":{"config":{"servers":[{"host":"x\nallow all"}]}}}"#,
+            r#"{"op":"ApplyTime","args":{"config":{"servers":[{"host":"x;y"}]}}}"#,
+            r#"{"op":"ApplyTime","args":{"config":{"servers":[],"conf":"allow all"}}}"#,
+            r#"{"op":"ApplyTime","args":{"config":{"servers":[]},"path":"/etc/chrony.conf"}}"#,
+            r#"{"op":"TimeStatus","args":{"verbose":true}}"#,
         ] {
             assert!(
                 serde_json::from_str::<Request>(bad).is_err(),

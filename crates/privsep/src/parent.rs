@@ -25,10 +25,12 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
+use mamori_time::{NtpDaemon, TimeConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -53,7 +55,7 @@ pub const DATA_KEY_FILE: &str = "keys/data-key.wrapped";
 /// mamori's chronyd pid file, relative to the state directory. The parent reads it to know
 /// whether NTP synchronisation runs ([`Request::SetTime`] is refused then unless forced). The
 /// time crate's chrony driver writes its files under the same directory.
-pub const CHRONY_PID_FILE: &str = "chrony/var/chronyd.pid";
+pub use mamori_time::render::CHRONY_PID_FILE;
 /// The directories (under the state directory) that belong to the management process: the
 /// encrypted store, the audit segments, the TLS identity and runtime files (sockets).
 pub const CHILD_DIRS: [&str; 4] = ["store", "audit", "tls", "run"];
@@ -108,13 +110,15 @@ pub struct ParentExit {
 /// Executes privileged operations. One per parent (or per single-process daemon).
 ///
 /// [`Dispatcher::dispatch`] holds the one `match` over [`Request`]; both the parent's loop and
-/// the in-process mode call it.
+/// the in-process mode call it. It keeps mamori's chronyd, which outlives a restarted
+/// management process and stops when the dispatcher is dropped (the parent stops).
 #[derive(Debug)]
 pub struct Dispatcher {
     state_dir: PathBuf,
     started_at_unix: u64,
     child_restarts: AtomicU32,
     data_key_given: AtomicBool,
+    ntp: Mutex<NtpDaemon>,
 }
 
 impl Dispatcher {
@@ -124,12 +128,23 @@ impl Dispatcher {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let state_dir = state_dir.into();
         Self {
-            state_dir: state_dir.into(),
+            ntp: Mutex::new(NtpDaemon::for_device(&state_dir)),
+            state_dir,
             started_at_unix,
             child_restarts: AtomicU32::new(0),
             data_key_given: AtomicBool::new(false),
         }
+    }
+
+    /// Like [`Dispatcher::new`], with its own chronyd keeper (tests: another chronyd binary).
+    pub fn with_ntp(state_dir: impl Into<PathBuf>, ntp: NtpDaemon) -> Self {
+        let d = Self::new(state_dir);
+        *d.ntp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ntp;
+        d
     }
 
     /// Executes one request. This is the only place a request turns into an action.
@@ -138,6 +153,52 @@ impl Dispatcher {
             Request::DataKey => self.data_key(),
             Request::Status => self.status(),
             Request::SetTime { unix_ms, force } => self.set_time(unix_ms, force),
+            Request::ApplyTime { config } => self.apply_time(config),
+            Request::TimeStatus => self.time_status(),
+        }
+    }
+
+    fn ntp(&self) -> std::sync::MutexGuard<'_, NtpDaemon> {
+        // A panic while holding it left a usable keeper (at worst chronyd half-restarted).
+        self.ntp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn apply_time(&self, config: TimeConfig) -> Reply {
+        let servers = config.servers.len();
+        match self.ntp().apply(config) {
+            Ok(applied) => {
+                tracing::warn!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "ApplyTime",
+                    servers,
+                    running = applied.running,
+                    error = applied.error.as_deref(),
+                    "time configuration applied"
+                );
+                Reply::TimeApplied {
+                    running: applied.running,
+                    error: applied.error,
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    target: "mamori::privsep",
+                    audit = true,
+                    op = "ApplyTime",
+                    %reason,
+                    "refused: invalid time configuration"
+                );
+                Reply::Refused { reason }
+            }
+        }
+    }
+
+    fn time_status(&self) -> Reply {
+        Reply::TimeStatus {
+            report: Box::new(self.ntp().report()),
         }
     }
 
@@ -912,6 +973,48 @@ mod tests {
                     other => panic!("{unix_ms}: {other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn time_requests_are_answered_without_chronyd_and_invalid_configurations_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dispatcher::with_ntp(
+            dir.path(),
+            NtpDaemon::new(
+                dir.path(),
+                mamori_time::RenderOptions::default(),
+                mamori_time::ChronyOptions {
+                    chronyd: "/nonexistent/chronyd".into(),
+                    user: "root".into(),
+                    ..mamori_time::ChronyOptions::for_device()
+                },
+            ),
+        );
+        match d.dispatch(Request::TimeStatus) {
+            Reply::TimeStatus { report } => assert!(!report.enabled && !report.running),
+            other => panic!("{other:?}"),
+        }
+        let config: TimeConfig =
+            serde_json::from_str(r#"{"servers":[{"host":"127.0.0.1"}],"min_sources":2}"#).unwrap();
+        assert!(matches!(
+            d.dispatch(Request::ApplyTime { config }),
+            Reply::Refused { .. }
+        ));
+        let config: TimeConfig =
+            serde_json::from_str(r#"{"servers":[{"host":"127.0.0.1"}]}"#).unwrap();
+        match d.dispatch(Request::ApplyTime { config }) {
+            Reply::TimeApplied { running, error } => {
+                assert!(!running);
+                assert!(error.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        match d.dispatch(Request::TimeStatus) {
+            Reply::TimeStatus { report } => {
+                assert!(report.enabled && !report.running && report.error.is_some());
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User};
+use serde::{Deserialize, Serialize};
 
 use crate::TimeError;
 use crate::config::TimeConfig;
@@ -33,6 +34,8 @@ use crate::step::{DetectedStep, NtpSteps, boottime_ns};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long chronyd may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long after SIGTERM chronyd is also sent SIGQUIT (in case SIGTERM is blocked).
+const QUIT_AFTER: Duration = Duration::from_millis(200);
 /// How long one chronyc command may take (chronyc itself retries for a while when chronyd
 /// does not answer).
 const CHRONYC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,13 +227,25 @@ impl Chrony {
             self.join_log();
             return Some(status);
         }
-        if let Ok(pid) = i32::try_from(self.child.id()) {
+        let pid = i32::try_from(self.child.id()).ok().map(Pid::from_raw);
+        if let Some(pid) = pid {
             // Our own unreaped child: the pid cannot have been reused.
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let _ = kill(pid, Signal::SIGTERM);
         }
-        let deadline = Instant::now() + STOP_GRACE;
+        let start = Instant::now();
+        let deadline = start + STOP_GRACE;
+        let mut quit_sent = false;
         let mut status = None;
         while Instant::now() < deadline {
+            // Started by mamorid's privileged parent, chronyd inherits its signal mask, which
+            // blocks SIGTERM and SIGINT (the parent reads them from a signalfd; the mask
+            // survives exec). chronyd quits on SIGQUIT the same way.
+            if !quit_sent && start.elapsed() >= QUIT_AFTER {
+                quit_sent = true;
+                if let Some(pid) = pid {
+                    let _ = kill(pid, Signal::SIGQUIT);
+                }
+            }
             match self.child.try_wait() {
                 Ok(Some(s)) => {
                     status = Some(s);
@@ -327,14 +342,60 @@ pub struct ChronyStepLog {
 /// chronyd's message arrives within this much of the step (either side).
 const STEP_MATCH_WINDOW_NS: i64 = 10 * 1_000_000_000;
 
+/// One step chronyd reported: when its message was read and by how much it stepped. Both sides
+/// of the privilege boundary read the same `CLOCK_BOOTTIME`, so the parent's notices can be
+/// handed to the management process's step watcher as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepNotice {
+    /// `CLOCK_BOOTTIME` when chronyd's message was read, in nanoseconds.
+    pub boottime_ns: i64,
+    /// The step chronyd reported, in nanoseconds.
+    pub step_ns: i64,
+}
+
+/// How many step notices are kept (and sent across the boundary at most).
+pub const MAX_STEP_NOTICES: usize = 16;
+
 impl ChronyStepLog {
+    /// The steps remembered, oldest first (at most [`MAX_STEP_NOTICES`]).
+    pub fn notices(&self) -> Vec<StepNotice> {
+        self.seen.lock().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.iter()
+                    .map(|&(boottime_ns, step_ns)| StepNotice {
+                        boottime_ns,
+                        step_ns,
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// Adds notices received from elsewhere (the parent), skipping those already known and
+    /// keeping the newest [`MAX_STEP_NOTICES`].
+    pub fn merge(&self, notices: &[StepNotice]) {
+        if let Ok(mut s) = self.seen.lock() {
+            for n in notices.iter().take(MAX_STEP_NOTICES) {
+                if !s.contains(&(n.boottime_ns, n.step_ns)) {
+                    s.push_back((n.boottime_ns, n.step_ns));
+                }
+            }
+            s.make_contiguous().sort_unstable();
+            while s.len() > MAX_STEP_NOTICES {
+                s.pop_front();
+            }
+        }
+    }
+
     /// Remembers a step of `step_s` seconds, seen now.
     pub fn note(&self, step_s: f64) {
         #[allow(clippy::cast_possible_truncation)] // saturating float-to-int is the intent
         let step_ns = (step_s * 1e9) as i64;
         let Ok(now) = boottime_ns() else { return };
         if let Ok(mut s) = self.seen.lock() {
-            if s.len() == 16 {
+            if s.len() == MAX_STEP_NOTICES {
                 s.pop_front();
             }
             s.push_back((now, step_ns));

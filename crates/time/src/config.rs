@@ -115,9 +115,9 @@ pub enum ConfigError {
     #[error("NTP server host is longer than 253 characters")]
     HostTooLong,
     /// The host holds a character other than letters, digits, `.`, `-` and `:`.
-    #[error(
-        "NTP server host {host:?} contains {ch:?}; only letters, digits, '.', '-' and ':' are allowed"
-    )]
+    // The message does not repeat the input (the API promises no echo); the field path says
+    // which server it is.
+    #[error("an NTP server host may contain only letters, digits, '.', '-' and ':'")]
     HostCharacter {
         /// The host as given.
         host: String,
@@ -127,7 +127,7 @@ pub enum ConfigError {
     /// The host is neither an IP address nor a well-formed DNS name (empty label, label over
     /// 63 characters, label starting or ending with `-`, an all-numeric last label, or a `:`
     /// outside an IPv6 address).
-    #[error("NTP server host {0:?} is not an IP address or a host name")]
+    #[error("an NTP server host is not an IP address or a host name")]
     HostMalformed(String),
     /// More than [`MAX_SERVERS`] servers.
     #[error("at most {MAX_SERVERS} NTP servers, got {0}")]

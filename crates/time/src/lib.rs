@@ -20,7 +20,7 @@
 //! # Where each part runs
 //!
 //! chronyd and chronyc run under the privileged parent (root; the management process may not
-//! `execve` or open sockets). The step watcher and [`set_time`] run in the management process,
+//! `execve` or open sockets), kept by [`NtpDaemon`]. The step watcher and [`set_time`] run in the management process,
 //! beside the audit log; the watcher needs `timerfd_create` and `timerfd_settime`, which the
 //! management process's seccomp list allows for it.
 //!
@@ -34,6 +34,7 @@ pub mod chrony;
 pub mod config;
 pub mod events;
 pub mod manual;
+pub mod ntp;
 pub mod render;
 pub mod status;
 pub mod step;
@@ -41,10 +42,14 @@ pub mod step;
 use std::io;
 use std::path::PathBuf;
 
-pub use chrony::{Chrony, ChronyClient, ChronyOptions, ChronyStepLog};
+pub use chrony::{Chrony, ChronyClient, ChronyOptions, ChronyStepLog, StepNotice};
 pub use config::{ConfigError, NtpHost, NtpServer, TimeConfig};
 pub use events::{Cause, SyncTracker};
-pub use manual::{ManualSetTime, ManualStep, ManualSteps, set_time};
+pub use manual::{
+    ClockSet, ManualSetTime, ManualStep, ManualSteps, SetClock, SetClockError, check_clock_time,
+    set_time,
+};
+pub use ntp::{NtpApplied, NtpDaemon, NtpReport};
 pub use render::{ChronyPaths, RenderOptions, render};
 pub use status::TimeStatus;
 pub use step::{Attribution, ClockSource, StepWatcher, SystemClocks, WatcherConfig};
@@ -66,9 +71,9 @@ pub enum TimeError {
     /// was not forced).
     #[error("the time was not set: {0}")]
     Refused(String),
-    /// Talking to the privileged parent failed.
-    #[error(transparent)]
-    Privsep(mamori_privsep::PrivsepError),
+    /// Talking to the privileged parent failed, or the parent failed.
+    #[error("{0}")]
+    Parent(String),
 
     /// Reading a clock, or the timerfd, failed.
     #[error("{what}: {source}")]

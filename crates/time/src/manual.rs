@@ -3,7 +3,7 @@
 //! Only the parent has `CAP_SYS_TIME`. [`set_time`] is what the API handler calls in the
 //! management process: it checks the range, tells the step watcher that a step of this shape is
 //! coming (so the watcher does not record it a second time as `unknown`), asks the parent
-//! ([`mamori_privsep::op::Request::SetTime`]), and writes one `time_changed` record with cause
+//! (through [`SetClock`], which the privsep crate implements for its client), and writes one `time_changed` record with cause
 //! `manual`, the administrator as the actor, and the parent's readings of the clock before and
 //! after. Refusals and failures are recorded too, with the reason.
 //!
@@ -19,14 +19,73 @@
 use std::sync::{Arc, Mutex};
 
 use mamori_audit::Sink;
-use mamori_privsep::PrivsepError;
-use mamori_privsep::client::Parent;
-use mamori_privsep::op::check_clock_time;
 use serde::{Deserialize, Serialize};
 
 use crate::TimeError;
 use crate::events::{StepFigures, manual_time_changed};
 use crate::step::{DetectedStep, boottime_ns, rfc3339_ms};
+
+/// The earliest time a manual set-time accepts when the build does not say otherwise:
+/// 2026-12-01T00:00:00Z. Raise it with each release.
+pub const CLOCK_FLOOR_FIXED_UNIX_MS: i64 = 1_796_083_200_000;
+
+/// The first instant a manual set-time refuses: 2100-01-01T00:00:00Z.
+pub const CLOCK_END_UNIX_MS: i64 = 4_102_444_800_000;
+
+/// The earliest time a manual set-time accepts: this build's date, which is the later of
+/// [`CLOCK_FLOOR_FIXED_UNIX_MS`] and `SOURCE_DATE_EPOCH` when the build sets it (reproducible
+/// release builds do). A device cannot have been set up before its software was built, so an
+/// earlier time is a mistake or an attack (certificates and update metadata would look valid
+/// again).
+pub fn clock_floor_unix_ms() -> i64 {
+    let from_build = option_env!("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|secs| secs.checked_mul(1000))
+        .unwrap_or(0);
+    from_build.max(CLOCK_FLOOR_FIXED_UNIX_MS)
+}
+
+/// Whether `unix_ms` may be set as the system time: from [`clock_floor_unix_ms`] (inclusive) to
+/// [`CLOCK_END_UNIX_MS`] (exclusive). The error says which bound was crossed. Both sides use
+/// it: the management process before asking, the privileged parent again before acting.
+pub fn check_clock_time(unix_ms: i64) -> Result<(), &'static str> {
+    if unix_ms < clock_floor_unix_ms() {
+        Err("the time is before this software was built")
+    } else if unix_ms >= CLOCK_END_UNIX_MS {
+        Err("the time is not before 2100")
+    } else {
+        Ok(())
+    }
+}
+
+/// What the privileged parent did when it set the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClockSet {
+    /// The clock just before it was set, in milliseconds since the Unix epoch.
+    pub before_unix_ms: i64,
+    /// The clock just after it was set.
+    pub after_unix_ms: i64,
+    /// Whether mamori's chronyd was running (the request was forced).
+    pub ntp_running: bool,
+}
+
+/// Why the privileged side did not set the clock.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetClockError {
+    /// It understood the request and refused it (out of range, NTP running without `force`).
+    #[error("{0}")]
+    Refused(String),
+    /// Asking failed, or the parent tried and failed; the clock may or may not have changed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The one way to the clock: the privileged parent's `SetTime` (implemented by
+/// `mamori_privsep::client::Parent`; a fake in tests).
+pub trait SetClock {
+    /// Sets `CLOCK_REALTIME` to `unix_ms`, even while NTP runs if `force`.
+    fn set_clock(&self, unix_ms: i64, force: bool) -> Result<ClockSet, SetClockError>;
+}
 
 /// How long an expected manual step stays claimable (boot time).
 const EXPECTATION_TTL_NS: i64 = 60 * 1_000_000_000;
@@ -162,7 +221,7 @@ impl Ledger {
 /// documentation. Refused: [`TimeError::OutOfRange`] (checked here first) or
 /// [`TimeError::Refused`] (the parent's own checks, such as NTP running without `force`).
 pub fn set_time(
-    parent: &Parent,
+    parent: &dyn SetClock,
     audit: &dyn Sink,
     steps: &ManualSteps,
     req: &ManualSetTime,
@@ -180,7 +239,7 @@ pub fn set_time(
         return Err(TimeError::OutOfRange(reason));
     }
     let ticket = steps.expect(req.unix_ms, boottime_ns()?);
-    match parent.set_time(req.unix_ms, req.force) {
+    match parent.set_clock(req.unix_ms, req.force) {
         Ok(set) => {
             let _ = steps.finish(ticket, true);
             let figures = StepFigures {
@@ -200,7 +259,7 @@ pub fn set_time(
         Err(e) => {
             let seen = steps.finish(ticket, false);
             match (e, seen) {
-                (PrivsepError::Refused { reason, .. }, _) => {
+                (SetClockError::Refused(reason), _) => {
                     record(Err(&reason));
                     Err(TimeError::Refused(reason))
                 }
@@ -208,11 +267,11 @@ pub fn set_time(
                     // The clock moved as asked, but the answer did not come back.
                     tracing::error!(target: "mamori::time", error = %e, "set-time: the parent's answer was lost after the clock changed");
                     record(Ok((step.figures(), false)));
-                    Err(TimeError::Privsep(e))
+                    Err(TimeError::Parent(e.to_string()))
                 }
                 (e, None) => {
                     record(Err("the privileged parent could not set the clock"));
-                    Err(TimeError::Privsep(e))
+                    Err(TimeError::Parent(e.to_string()))
                 }
             }
         }
@@ -238,6 +297,19 @@ mod tests {
             kernel_signalled: true,
             sets: 1,
         }
+    }
+
+    #[test]
+    fn the_clock_range_is_the_build_date_to_the_end_of_2099() {
+        let floor = clock_floor_unix_ms();
+        assert!(floor >= CLOCK_FLOOR_FIXED_UNIX_MS);
+        assert!(check_clock_time(floor).is_ok());
+        assert!(check_clock_time(floor - 1).is_err());
+        assert!(check_clock_time(i64::MIN).is_err());
+        assert!(check_clock_time(CLOCK_END_UNIX_MS - 1).is_ok());
+        assert!(check_clock_time(CLOCK_END_UNIX_MS).is_err());
+        assert!(check_clock_time(i64::MAX).is_err());
+        assert_eq!(CLOCK_END_UNIX_MS, 4_102_444_800 * 1000);
     }
 
     #[test]
@@ -286,8 +358,14 @@ mod tests {
     fn out_of_range_is_refused_here_and_recorded() {
         let (tx, rx) = mpsc::channel();
         let sink = ChannelSink(Mutex::new(tx));
-        let parent = Parent::in_process("/nonexistent");
-        for unix_ms in [0, mamori_privsep::op::CLOCK_END_UNIX_MS] {
+        struct NeverCalled;
+        impl SetClock for NeverCalled {
+            fn set_clock(&self, _: i64, _: bool) -> Result<ClockSet, SetClockError> {
+                panic!("the range is checked before the parent is asked")
+            }
+        }
+        let parent = NeverCalled;
+        for unix_ms in [0, CLOCK_END_UNIX_MS] {
             let req = ManualSetTime {
                 unix_ms,
                 force: false,

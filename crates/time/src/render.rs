@@ -30,14 +30,16 @@
 //!   `bindcmdaddress STATE/chrony/var/run/chronyd.sock`, which only root and the chrony user
 //!   can reach.
 //! - `pidfile`: the privileged parent reads it to know whether NTP runs
-//!   ([`mamori_privsep::parent::CHRONY_PID_FILE`]).
+//!   ([`CHRONY_PID_FILE`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use mamori_privsep::parent::CHRONY_PID_FILE;
-
 use crate::config::{ConfigError, TimeConfig};
+
+/// mamori's chronyd pid file, relative to the state directory. The privileged parent reads it to
+/// know whether NTP synchronisation runs (a manual set-time is refused then unless forced).
+pub const CHRONY_PID_FILE: &str = "chrony/var/chronyd.pid";
 
 /// The directory under the state directory that holds `chrony.conf` (root only).
 pub const CHRONY_DIR: &str = "chrony";
