@@ -40,6 +40,13 @@ fn base_bodies(admin: &Client) -> BTreeMap<(String, String), Value> {
         "/api/v1/settings/forwarding",
         json!({"collectors": []}),
     );
+    // No servers: what a fresh device has. A set-time out of range: never reaches the clock.
+    add("put", "/api/v1/settings/time", json!({"servers": []}));
+    add(
+        "post",
+        "/api/v1/time/set",
+        json!({"time": "2000-01-01T00:00:00Z", "force": false}),
+    );
     // Long before any record: a valid purge that destroys nothing.
     add(
         "post",

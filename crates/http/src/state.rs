@@ -95,6 +95,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// The audit log forwarder (its settings and status).
     pub forwarding: Arc<dyn crate::handlers::forwarding::ForwardingControl>,
+    /// Time: NTP status and configuration, the manual set-time ([`AppState::with_time`]).
+    pub time: Arc<dyn crate::handlers::time::TimeControl>,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -132,8 +134,17 @@ impl AppState {
             tls,
             store,
             forwarding,
+            time: Arc::new(crate::handlers::time::NoTime),
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
+    }
+
+    /// The same state with the daemon's time functions (without them, the time endpoints
+    /// answer that time is not available).
+    #[must_use]
+    pub fn with_time(mut self, time: Arc<dyn crate::handlers::time::TimeControl>) -> Self {
+        self.time = time;
+        self
     }
 
     /// Records an audit event.

@@ -10,6 +10,7 @@ mod audit_notices;
 mod forwarding;
 mod management;
 mod provision;
+mod time;
 
 use std::process::ExitCode;
 

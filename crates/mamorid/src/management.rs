@@ -8,7 +8,8 @@
 //! 4. confine: become the management user, drop every capability, no_new_privs, landlock to
 //!    the state directory's store/audit/tls/run, seccomp allow-list;
 //! 5. open the store and the audit log, provision on first start, load the TLS identity;
-//! 6. start the runtime and serve until SIGTERM.
+//! 6. start the runtime, send the time configuration to the parent (chronyd), start the
+//!    clock-step watcher and the synchronisation poller, and serve until SIGTERM.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -272,6 +273,18 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
             forwarding_settings,
         )
     };
+    // Time: the configuration goes to the parent (chronyd), the step watcher starts (a thread,
+    // after confinement), the poller records synchronisation changes.
+    let time_config: mamori_time::TimeConfig = store
+        .get(
+            mamori_store::Table::Settings,
+            mamori_http::handlers::time::SETTINGS_KEY,
+        )?
+        .unwrap_or_default();
+    let time = {
+        let _in_runtime = runtime.enter();
+        crate::time::TimeService::start(parent.clone(), audit.clone(), time_config)
+    };
     let state = AppState::new(
         auth.clone(),
         audit.clone(),
@@ -285,7 +298,8 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         store,
         forwarding,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-    );
+    )
+    .with_time(time);
     let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
     runtime.block_on(async move {

@@ -8,6 +8,7 @@ pub mod forwarding;
 pub mod mfa;
 pub mod sessions;
 pub mod settings;
+pub mod time;
 pub mod tls;
 pub mod tokens;
 pub mod users;
