@@ -8,6 +8,8 @@
 //! serving this machine's own clock (`local stratum 8`, `-x`), so the device's chronyd finds
 //! an offset of about zero and never steps.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -469,5 +471,67 @@ fn invalid_time_settings_and_times_are_refused_and_change_nothing() {
         &viewer.post("/api/v1/time/set", &json!({"time": "2027-03-01T00:00:00Z"})),
         StatusCode::FORBIDDEN,
         "forbidden",
+    );
+}
+
+// ---- the CLI -----------------------------------------------------------------------------
+
+/// `mamori ARGS...` over HTTPS as admin: (exit code, stdout, stderr).
+fn mamori(d: &Device, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(bin("mamori"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAMORI_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("MAMORI_PASSWORD", ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .arg("--url")
+        .arg(format!("https://{}", d.addr))
+        .arg("--cacert")
+        .arg(d.cert_path())
+        .args(args)
+        .output()
+        .expect("run mamori");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `mamori time status|config show|config set FILE|set TIME`: the configuration goes through
+/// the re-authenticated PUT, a time out of range is refused with a message and a non-zero exit.
+#[test]
+fn the_cli_shows_the_status_replaces_the_configuration_and_refuses_a_bad_time() {
+    let guard = ClockGuard::new();
+    let d = Device::start();
+    let _admin = d.admin();
+    let (code, out, err) = mamori(&d, &["time", "status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("synchronised"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("time.json");
+    std::fs::write(&file, r#"{"servers": [], "rtc_sync": false}"#).unwrap();
+    let (code, out, err) = mamori(&d, &["time", "config", "set", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = mamori(&d, &["--json", "time", "config", "show"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(shown["rtc_sync"], false);
+
+    std::fs::write(&file, r#"{"servers": [{"host": "a b"}]}"#).unwrap();
+    let (code, out, err) = mamori(&d, &["time", "config", "set", file.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}{err}");
+
+    let (code, out, err) = mamori(&d, &["time", "set", "2000-01-01T00:00:00Z"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("built"), "{err}");
+    assert!(
+        guard.drift_ms().abs() < 300,
+        "drift {} ms",
+        guard.drift_ms()
     );
 }

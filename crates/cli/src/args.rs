@@ -151,6 +151,9 @@ pub enum Command {
     /// Read the audit log (auditor, admin).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Time: synchronisation status, time servers, set the clock by hand.
+    #[command(subcommand)]
+    Time(TimeCmd),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Console only: give USERNAME a one-time password (needs --console, run as root).
@@ -160,6 +163,36 @@ pub enum Command {
         /// Also remove the account's second factor (authenticator and recovery codes lost).
         #[arg(long)]
         reset_mfa: bool,
+    },
+}
+
+/// `mamori time ...`
+#[derive(Debug, Subcommand)]
+pub enum TimeCmd {
+    /// Show the device clock, whether it is synchronised, the reference and the sources.
+    Status,
+    /// Set the clock by hand (admin, re-authentication): TIME is RFC 3339.
+    Set {
+        /// The new time, e.g. 2027-03-01T09:00:00+09:00.
+        time: String,
+        /// Set it even while NTP synchronisation runs.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The time servers and policy (admin).
+    #[command(subcommand)]
+    Config(TimeConfigCmd),
+}
+
+/// `mamori time config ...`
+#[derive(Debug, Subcommand)]
+pub enum TimeConfigCmd {
+    /// Show the time servers and policy.
+    Show,
+    /// Replace them with the JSON object in FILE (`-` for standard input).
+    Set {
+        /// A file holding `{"servers": [...], ...}`.
+        file: std::path::PathBuf,
     },
 }
 

@@ -121,6 +121,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Token(cmd) => commands::token::run(ctx, cmd).await,
         Command::Settings(cmd) => commands::settings::run(ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(ctx, cmd).await,
+        Command::Time(cmd) => commands::time::run(ctx, cmd).await,
         Command::Recover { .. } => Err(CliError::Usage(
             "`recover` works only on the local console: add --console".into(),
         )),

@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod recover;
 pub mod sessions;
 pub mod settings;
+pub mod time;
 pub mod token;
 pub mod users;
 
