@@ -1,0 +1,44 @@
+//! The gateway's network configuration (issue 5, first part): the typed model, its checks, the
+//! secure defaults, the nftables ruleset rendered from it, and diffs between revisions.
+//!
+//! - [`model`]: [`NetworkConfig`] — interfaces with roles (`wan`, `lan`, `mgmt`), static
+//!   addresses and DHCP on wan, static routes, NAT (masquerade, port forwards), firewall zones,
+//!   policies, rules and named address sets, management access, protections. Serde with
+//!   `deny_unknown_fields`, JSON Schema for the OpenAPI document.
+//! - [`names`]: the validated newtypes. Interface, zone and set names are plain ASCII
+//!   identifiers, comments reach the ruleset only through a fixed ASCII subset, addresses are
+//!   typed: no configuration text can become nft syntax.
+//! - [`validate`](mod@validate): checks across fields, each problem with a JSON pointer
+//!   ([`ValidationError`]).
+//! - [`management`]: [`check_keeps_management`], refusing a candidate that would lock out the
+//!   session it comes from.
+//! - [`render`](mod@render): one nft script replacing only mamori's own tables, loaded as one
+//!   transaction.
+//! - [`nft`]: `nft -c -f` (dry run), `nft -f`, `nft list ruleset`.
+//! - [`diff`](mod@diff): a unified diff of two configurations' canonical JSON.
+//!
+//! # What this crate does not do
+//!
+//! It applies nothing by itself: no netlink, no addresses or routes, no commit-confirm, no
+//! revisions store. The privileged parent runs [`nft::Nft`] and the daemon keeps the history.
+//! No `unsafe`.
+
+pub mod diff;
+pub mod management;
+pub mod model;
+pub mod names;
+pub mod nft;
+pub mod render;
+pub mod validate;
+
+pub use diff::diff;
+pub use management::{ManagementCut, ManagementSession, check_keeps_management};
+pub use model::{
+    Action, AddressMatch, AddressSet, DropLog, Family, Firewall, Interface, ManagementAccess,
+    Masquerade, Nat, NetworkConfig, Policy, PortForward, PortProto, Protection, Proto, Role, Route,
+    Rule, RuleLog, SynLimit, Zone,
+};
+pub use names::{Comment, IfName, NameError, PortRange, Prefix, SetName, ZoneName};
+pub use nft::{Nft, NftError, render_check};
+pub use render::{Ruleset, render};
+pub use validate::{ErrorKind, ValidationError, ValidationErrors};
