@@ -18,12 +18,13 @@
 //!
 //! `table inet mamori`, in the order a packet meets it:
 //!
-//! - `prerouting` (priority raw): loopback and DHCP/ND packets that cannot pass a reverse-path
-//!   check yet are let through; then anti-spoofing `fib saddr . iif oif missing drop` (logged,
+//! - `prerouting` (priority raw): loopback, DHCP replies on DHCP interfaces and neighbour
+//!   discovery (hop limit 255), which cannot pass a reverse-path check before an address or
+//!   route exists, are let through; then anti-spoofing `fib saddr . iif oif missing drop` (logged,
 //!   rate-limited).
 //! - `input` (policy drop): loopback; `ct state invalid drop`; established and related
 //!   accepted; the ICMPv6 that IPv6 needs (neighbour discovery with hop limit 255, packet too
-//!   big and the other errors, rate-limited); DHCP replies on DHCP interfaces; per-source SYN
+//!   big and the other errors, both rate-limited); DHCP replies on DHCP interfaces; per-source SYN
 //!   limit (dynamic sets `syn_v4`/`syn_v6`); the management port jumps to `mgmt_guard`, which
 //!   drops anything outside the management zones and sources; the rules to `self` in order;
 //!   the management accept; the policies to `self`; a rate-limited log of what falls through.
@@ -133,6 +134,16 @@ impl<'a> Renderer<'a> {
             .collect()
     }
 
+    /// The interfaces running a DHCP client.
+    fn dhcp_interfaces(&self) -> Vec<&'a IfName> {
+        let cfg: &'a NetworkConfig = self.cfg;
+        cfg.interfaces
+            .iter()
+            .filter(|i| i.dhcp)
+            .map(|i| &i.name)
+            .collect()
+    }
+
     fn log_group(&self) -> u16 {
         self.cfg
             .protection
@@ -238,13 +249,19 @@ impl<'a> Renderer<'a> {
         );
         if self.cfg.protection.anti_spoofing {
             self.line(2, "iifname \"lo\" accept");
+            let dhcp = self.dhcp_interfaces();
+            if !dhcp.is_empty() {
+                self.line(
+                    2,
+                    &format!(
+                        "iifname {} udp sport 67 udp dport 68 accept comment \"dhcp replies before an address\"",
+                        names(&dhcp)
+                    ),
+                );
+            }
             self.line(
                 2,
-                "udp sport 67 udp dport 68 accept comment \"dhcp replies before an address\"",
-            );
-            self.line(
-                2,
-                "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+                "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept",
             );
             if let Some(log) = self.cfg.protection.drop_log {
                 self.line(
@@ -274,18 +291,13 @@ impl<'a> Renderer<'a> {
         self.line(2, "ct state established,related accept");
         self.line(
             2,
-            "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept",
+            "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 limit rate 500/second burst 1000 packets accept",
         );
         self.line(
             2,
             "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } limit rate 100/second burst 200 packets accept",
         );
-        let dhcp: Vec<&IfName> = cfg
-            .interfaces
-            .iter()
-            .filter(|i| i.dhcp)
-            .map(|i| &i.name)
-            .collect();
+        let dhcp = self.dhcp_interfaces();
         if !dhcp.is_empty() {
             self.line(
                 2,
