@@ -33,6 +33,44 @@ pub fn from_json(text: &str) -> NetworkConfig {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// A larger configuration: a set, rules with logs and comments, a port forward, a route.
+pub const FULL: &str = r#"{
+  "interfaces": [
+    {"name": "eth0", "role": "wan", "addresses": ["203.0.113.2/24"], "dhcp": true},
+    {"name": "eth1", "role": "lan", "addresses": ["192.168.1.1/24", "fd00:1::1/64"]},
+    {"name": "eth2", "role": "mgmt", "addresses": ["10.99.0.1/24"]}
+  ],
+  "routes": [{"destination": "10.20.0.0/16", "gateway": "192.168.1.254"}],
+  "nat": {
+    "masquerade": [{"out_zone": "wan"}],
+    "port_forwards": [
+      {"from_zone": "wan", "proto": "tcp", "external_ports": "8080-8090",
+       "internal_address": "192.168.1.10", "internal_port": 80,
+       "source": "198.51.100.0/24", "comment": "web \"cam\"; }"},
+      {"from_zone": "wan", "proto": "udp", "external_ports": 5353,
+       "internal_address": "fd00:1::10"}
+    ]
+  },
+  "firewall": {
+    "zones": [
+      {"name": "wan", "interfaces": ["eth0"]},
+      {"name": "lan", "interfaces": ["eth1"]},
+      {"name": "mgmt", "interfaces": ["eth2"]}
+    ],
+    "policies": [{"from": "lan", "to": "wan", "action": "accept"}],
+    "rules": [
+      {"from": "wan", "to": "self", "source": {"set": "blocklist"}, "action": "drop",
+       "log": {"per_minute": 10}, "comment": "known bad"},
+      {"from": "lan", "to": "self", "proto": "udp", "ports": [53, "67-68"], "action": "accept"},
+      {"from": "lan", "to": "wan", "family": "ipv6", "proto": "tcp", "ports": [25],
+       "destination": {"prefixes": ["2001:db8::/32", "2001:db8:ffff::/48"]}, "action": "reject"}
+    ],
+    "sets": [{"name": "blocklist", "family": "ipv4",
+              "entries": ["198.51.100.0/24", "192.0.2.0/24"]}]
+  },
+  "management": {"port": 443, "zones": ["lan", "mgmt"], "sources": ["192.168.1.0/24", "10.99.0.0/24", "fd00:1::/64"]}
+}"#;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace of this test alone, deleted on drop.
