@@ -370,6 +370,9 @@ fn duplicates_are_refused() {
     one_error(&cfg, "/interfaces/1/dhcp", ErrorKind::DhcpNotOnWan);
 }
 
+/// Puts a text into one field of a configuration's JSON.
+type Setter = dyn Fn(&mut serde_json::Value, &str);
+
 /// Every free-text or name field, given quotes, `;`, newlines, `}` or unicode, is refused at
 /// parsing, or (comments) accepted and rendered inert.
 #[test]
@@ -389,7 +392,7 @@ fn hostile_strings_are_refused_or_rendered_inert() {
         "",
     ];
     let base = factory().to_canonical_json();
-    let fields: &[(&str, &dyn Fn(&mut serde_json::Value, &str))] = &[
+    let fields: &[(&str, &Setter)] = &[
         ("interface name", &|v, s| {
             v["interfaces"][0]["name"] = s.into()
         }),
