@@ -13,6 +13,5 @@ mod cli;
 mod console;
 mod forwarding;
 mod mfa;
-mod time;
 mod tokens_sessions;
 mod users;

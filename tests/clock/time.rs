@@ -2,9 +2,9 @@
 //! (S3.1-35 ③, R1 D, R4).
 //!
 //! These tests change the machine's clock (+5 s and back) and run a device chronyd that keeps
-//! it: run them one at a time (`--test-threads=1`). Every test that moves the clock holds a
-//! [`ClockGuard`], which puts the clock back where it would have been (from `CLOCK_BOOTTIME`)
-//! when it is dropped, also when the test fails. The NTP server is a chronyd on 127.0.0.1
+//! it. Every test holds a [`ClockGuard`] — one test at a time — which puts the clock back where
+//! it would have been (from `CLOCK_BOOTTIME`) when it is dropped, also when the test fails; a
+//! device started while another test steps the clock would record that step. The NTP server is a chronyd on 127.0.0.1
 //! serving this machine's own clock (`local stratum 8`, `-x`), so the device's chronyd finds
 //! an offset of about zero and never steps.
 
@@ -397,6 +397,8 @@ fn ntp_servers_set_through_the_api_synchronise_and_block_an_unforced_set_time() 
 /// message, and nothing changes; a viewer reads the status but not the settings.
 #[test]
 fn invalid_time_settings_and_times_are_refused_and_change_nothing() {
+    // Moves no clock, but asserts that nothing did: no other test may step it meanwhile.
+    let _clock = ClockGuard::new();
     let d = Device::start();
     let admin = d.admin();
     admin.reauth(ADMIN_PASSWORD);
