@@ -156,6 +156,9 @@ pub enum Command {
     Time(TimeCmd),
     /// Print the OpenAPI document of the API.
     Openapi,
+    /// On the host, as root: the lab (network namespaces: wan host, gateway, lan hosts).
+    #[command(subcommand)]
+    Lab(crate::commands::lab::LabCmd),
     /// Console only: give USERNAME a one-time password (needs --console, run as root).
     Recover {
         /// Account to recover.
@@ -486,7 +489,10 @@ pub fn validate(cli: &Cli) -> Result<(), CliError> {
         ));
     }
     // `audit verify` reads the state directory on the device; it talks to no server.
-    let local = matches!(cli.command, Command::Audit(AuditCmd::Verify { .. }));
+    let local = matches!(
+        cli.command,
+        Command::Audit(AuditCmd::Verify { .. }) | Command::Lab(_)
+    );
     if !console && !local {
         if cli.global.url.is_none() {
             return Err(CliError::Usage(

@@ -7,6 +7,8 @@
 //! | 2 | usage error (bad arguments, no password given) |
 //! | 3 | connection or TLS error |
 //! | 4 | server error (5xx or an answer that is not what the API promises) |
+//! | 5 | `audit verify`: the audit log does not verify |
+//! | 6 | `lab`: a step of building, reading or removing the lab failed |
 
 use std::fmt;
 
@@ -20,6 +22,8 @@ pub const EXIT_CONNECTION: u8 = 3;
 pub const EXIT_SERVER: u8 = 4;
 /// Exit code: the audit log does not verify (a break was found).
 pub const EXIT_BROKEN: u8 = 5;
+/// Exit code: a step of the lab failed.
+pub const EXIT_LAB: u8 = 6;
 
 /// An error answer of the API (`{"error": {"code", "message"}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +156,8 @@ pub enum CliError {
     },
     /// `mamori audit verify` found a break in the log (the report is already printed).
     LogBroken(String),
+    /// `mamori lab`: a step failed (the message names it).
+    Lab(String),
 }
 
 impl CliError {
@@ -165,6 +171,7 @@ impl CliError {
             CliError::Protocol(_) => EXIT_SERVER,
             CliError::MustChangePassword { .. } => EXIT_REFUSED,
             CliError::LogBroken(_) => EXIT_BROKEN,
+            CliError::Lab(_) => EXIT_LAB,
         }
     }
 }
@@ -174,6 +181,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::LogBroken(m) => write!(f, "the audit log does not verify: {m}"),
+            CliError::Lab(m) => write!(f, "lab: {m}"),
             CliError::Api(e) => write!(f, "{e}"),
             CliError::Connection(m) => write!(f, "{m}"),
             CliError::Protocol(m) => write!(f, "unexpected answer from the server: {m}"),

@@ -56,6 +56,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Audit(AuditCmd::Verify { state_dir }) = &cli.command {
         return commands::audit::verify_local(state_dir, out);
     }
+    // The lab lives on this host: root, no daemon, no login.
+    if let Command::Lab(cmd) = cli.command {
+        return commands::lab::run(cmd, &cli.global, out);
+    }
     let transport = match cli.global.console_socket() {
         Some(socket) => Transport::Console(ConsoleTransport::new(socket)),
         None => {
@@ -122,6 +126,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Settings(cmd) => commands::settings::run(ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(ctx, cmd).await,
         Command::Time(cmd) => commands::time::run(ctx, cmd).await,
+        Command::Lab(_) => Err(CliError::Usage("`lab` runs locally".into())),
         Command::Recover { .. } => Err(CliError::Usage(
             "`recover` works only on the local console: add --console".into(),
         )),

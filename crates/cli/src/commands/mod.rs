@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod info;
+pub mod lab;
 pub mod login;
 pub mod mfa;
 pub mod recover;
