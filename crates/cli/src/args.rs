@@ -549,6 +549,36 @@ mod tests {
     }
 
     #[test]
+    fn lab_commands_are_local() {
+        use crate::commands::lab::LabCmd;
+        let cli = parse(["mamori", "lab", "status", "--json"]).unwrap();
+        assert!(cli.global.json);
+        assert!(matches!(cli.command, Command::Lab(LabCmd::Status { ref name }) if name == "demo"));
+        let cli = parse([
+            "mamori",
+            "lab",
+            "up",
+            "--name",
+            "x1",
+            "--with-device",
+            "--mamorid",
+            "/m",
+            "--state-dir",
+            "/s",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.state_dir, PathBuf::from("/s"));
+        assert!(matches!(
+            cli.command,
+            Command::Lab(LabCmd::Up { with_device: true, ref mamorid, port: 443, .. })
+                if mamorid.as_deref() == Some(std::path::Path::new("/m"))
+        ));
+        // --mamorid without --with-device is a mistake, not silently ignored.
+        assert!(parse(["mamori", "lab", "up", "--mamorid", "/m"]).is_err());
+        assert!(parse(["mamori", "lab", "down", "--name", "x1"]).is_ok());
+    }
+
+    #[test]
     fn contract_form_parses() {
         let cli = parse(with(&["device", "--json"])).unwrap();
         assert!(cli.global.json);

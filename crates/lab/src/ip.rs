@@ -88,7 +88,7 @@ pub fn batch(ns: Option<&str>, lines: &[(String, String)]) -> Result<(), LabErro
         .rsplit("Command failed -:")
         .next()
         .filter(|_| stderr.contains("Command failed -:"))
-        .and_then(|r| r.trim().split_whitespace().next()?.parse::<usize>().ok())
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
         .and_then(|n| n.checked_sub(1))
         .and_then(|i| lines.get(i));
     let (step, command) = match line {

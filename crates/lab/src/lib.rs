@@ -80,9 +80,10 @@ pub enum LabError {
         /// Why.
         source: std::io::Error,
     },
-    /// Every management /30 of 192.0.2.0/24 is taken on the host.
+    /// Every management /30 of 198.51.100.0/24 overlaps a route of the host.
     #[error(
-        "allocate the management link: all {SLOTS} /30s of 192.0.2.0/24 are in use on the host"
+        "allocate the management link: all {SLOTS} /30s of 198.51.100.0/24 overlap routes of \
+         the host (other labs, or a network the host uses)"
     )]
     NoFreeSlot,
     /// The device did not start.
@@ -164,26 +165,64 @@ fn build_lock() -> Result<nix::fcntl::Flock<std::fs::File>, LabError> {
         .map_err(|(_, e)| io(std::io::Error::from(e)))
 }
 
-/// The first /30 of 192.0.2.0/24 with no address of it on the host.
-fn free_slot() -> Result<u8, LabError> {
-    let v = ip::json(
-        "allocate the management link",
-        None,
-        &["-4", "addr", "show"],
-    )?;
-    let used: Vec<std::net::Ipv4Addr> = v
-        .iter()
-        .filter_map(|l| l["addr_info"].as_array())
-        .flatten()
-        .filter_map(|a| a["local"].as_str()?.parse().ok())
-        .collect();
-    let taken = |s: u8| {
-        used.iter().any(|&u| {
-            let [a, b, c, d] = u.octets();
-            (a, b, c) == (192, 0, 2) && d / 4 == s
-        })
+/// A prefix as a 128-bit number and length (IPv4 mapped into the top of `::ffff:0:0/96`'s
+/// space, so both families compare alike).
+fn prefix(text: &str, v4: bool) -> Option<(u128, u32)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().ok()?)),
+        None => (text, None),
     };
-    (0..SLOTS).find(|&s| !taken(s)).ok_or(LabError::NoFreeSlot)
+    if v4 {
+        let a: std::net::Ipv4Addr = addr.parse().ok()?;
+        Some(((u128::from(u32::from(a))) << 96, len.unwrap_or(32).min(32)))
+    } else {
+        let a: std::net::Ipv6Addr = addr.parse().ok()?;
+        Some((u128::from(a), len.unwrap_or(128).min(128)))
+    }
+}
+
+fn overlaps((a, alen): (u128, u32), (b, blen): (u128, u32)) -> bool {
+    let len = alen.min(blen);
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
+    a & mask == b & mask
+}
+
+/// The first slot whose /30 and /64 overlap no route of the host (any table) but a default
+/// route: a host that already uses part of 198.51.100.0/24 (a test network, another lab) keeps
+/// it, and the lab never shadows part of a network the host reaches.
+fn free_slot() -> Result<u8, LabError> {
+    let mut taken: Vec<(u128, u32)> = Vec::new();
+    for (fam, v4) in [("-4", true), ("-6", false)] {
+        let routes = ip::json(
+            "allocate the management link: read the host's routes",
+            None,
+            &[fam, "route", "show", "table", "all"],
+        )?;
+        taken.extend(
+            routes
+                .iter()
+                .filter_map(|r| r["dst"].as_str())
+                .filter(|d| *d != "default")
+                .filter_map(|d| prefix(d, v4)),
+        );
+    }
+    (0..SLOTS)
+        .find(|&s| {
+            let m = Mgmt::slot(s);
+            let mine = [
+                prefix(&format!("{}/30", m.host_v4), true),
+                prefix(&format!("{}/64", m.host_v6), false),
+            ];
+            !mine
+                .into_iter()
+                .flatten()
+                .any(|p| taken.iter().any(|&t| overlaps(p, t)))
+        })
+        .ok_or(LabError::NoFreeSlot)
 }
 
 impl Lab {
@@ -327,5 +366,27 @@ impl Lab {
     pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
         require_root()?;
         status::read(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_overlapping_a_host_route_is_taken() {
+        let p = |s, v4| prefix(s, v4).unwrap();
+        let slot1 = p("198.51.100.4/30", true);
+        assert!(overlaps(slot1, p("198.51.100.0/24", true)));
+        assert!(overlaps(slot1, p("198.51.100.6", true)));
+        assert!(overlaps(slot1, p("198.0.0.0/8", true)));
+        assert!(!overlaps(slot1, p("198.51.100.8/30", true)));
+        assert!(!overlaps(slot1, p("192.0.2.0/24", true)));
+        let v6 = p("fd6d:616d:6f72:ff01::1/64", false);
+        assert!(overlaps(v6, p("fd6d:616d:6f72::/48", false)));
+        assert!(!overlaps(v6, p("fd00::/64", false)));
+        assert!(!overlaps(v6, p("ff00::/8", false)));
+        // An IPv4 prefix never meets an IPv6 one of ordinary ranges.
+        assert!(!overlaps(p("0.0.0.0/1", true), v6));
     }
 }

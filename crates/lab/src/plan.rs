@@ -15,7 +15,7 @@ pub const PREFIX: &str = "mlab-";
 /// Longest lab name: `mlab-` + name must fit an interface name (15 bytes, IFNAMSIZ - 1).
 pub const MAX_NAME: usize = 10;
 
-/// Number of management links the host can carry at once (the /30s of 192.0.2.0/24).
+/// Number of management links the host can carry at once (the /30s of 198.51.100.0/24).
 pub const SLOTS: u8 = 64;
 
 /// A lab's name: 1 to 10 of `a-z`, `0-9`, so `mlab-NAME` is a valid interface name and no lab's
@@ -162,11 +162,11 @@ pub fn lan2_v6() -> Ipv6Addr {
     ula(LAN6, 0x11)
 }
 
-/// The management link's addresses for a slot (0..64): 192.0.2.4k+1 (host) and +2 (gateway)
-/// of TEST-NET-1, and `ULA:ff00+k::1` / `::2`.
+/// The management link's addresses for a slot (0..64): 198.51.100.4k+1 (host) and +2 (gateway)
+/// of TEST-NET-2, and `ULA:ff00+k::1` / `::2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mgmt {
-    /// Which /30 of 192.0.2.0/24.
+    /// Which /30 of 198.51.100.0/24.
     pub slot: u8,
     /// The host's end.
     pub host_v4: Ipv4Addr,
@@ -184,8 +184,8 @@ impl Mgmt {
         let base = slot.wrapping_mul(4);
         Mgmt {
             slot,
-            host_v4: Ipv4Addr::new(192, 0, 2, base + 1),
-            gw_v4: Ipv4Addr::new(192, 0, 2, base + 2),
+            host_v4: Ipv4Addr::new(198, 51, 100, base + 1),
+            gw_v4: Ipv4Addr::new(198, 51, 100, base + 2),
             host_v6: ula(MGMT6 + u16::from(slot), 1),
             gw_v6: ula(MGMT6 + u16::from(slot), 2),
         }
@@ -195,7 +195,7 @@ impl Mgmt {
     pub fn from_host_v4(ip: Ipv4Addr) -> Option<Mgmt> {
         let [a, b, c, d] = ip.octets();
         let slot = d / 4;
-        ((a, b, c) == (192, 0, 2) && d % 4 == 1 && slot < SLOTS).then(|| Mgmt::slot(slot))
+        ((a, b, c) == (198, 51, 100) && d % 4 == 1 && slot < SLOTS).then(|| Mgmt::slot(slot))
     }
 }
 
@@ -458,7 +458,7 @@ mod tests {
             assert_eq!(Mgmt::from_host_v4(m.host_v4), Some(m));
             assert_eq!(Mgmt::from_host_v4(m.gw_v4), None);
         }
-        assert_eq!(Mgmt::slot(63).gw_v4, Ipv4Addr::new(192, 0, 2, 254));
+        assert_eq!(Mgmt::slot(63).gw_v4, Ipv4Addr::new(198, 51, 100, 254));
         assert_eq!(Mgmt::from_host_v4(Ipv4Addr::new(192, 0, 3, 1)), None);
     }
 
@@ -472,7 +472,7 @@ mod tests {
         );
         assert!(
             root.iter()
-                .any(|(_, c)| c == "addr add 192.0.2.13/30 dev mlab-x")
+                .any(|(_, c)| c == "addr add 198.51.100.13/30 dev mlab-x")
         );
         let gw = p.ns_batch(Role::Gw);
         assert!(
@@ -481,7 +481,7 @@ mod tests {
         );
         assert!(
             gw.iter()
-                .any(|(_, c)| c == "addr add 192.0.2.14/30 dev mgmt0")
+                .any(|(_, c)| c == "addr add 198.51.100.14/30 dev mgmt0")
         );
         let wan = p.ns_batch(Role::Wan);
         assert!(

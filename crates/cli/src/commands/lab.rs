@@ -84,7 +84,7 @@ pub fn run(cmd: LabCmd, global: &GlobalOpts, out: Output) -> Result<(), CliError
                 };
                 // The global --state-dir defaults to the device's own /var/lib/mamori, which
                 // the lab never uses: only a directory named explicitly counts.
-                let state_dir = (global.state_dir != PathBuf::from(DEFAULT_STATE_DIR))
+                let state_dir = (global.state_dir != std::path::Path::new(DEFAULT_STATE_DIR))
                     .then(|| global.state_dir.clone());
                 Some(DeviceSpec {
                     mamorid,

@@ -44,6 +44,8 @@ impl Drop for Guard {
     }
 }
 
+static PROBE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
 fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for chunk in data.chunks(2) {
@@ -53,12 +55,12 @@ fn checksum(data: &[u8]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
 /// Sends ICMP echo requests from namespace `ns` (None: the host) to `dst` with `ttl`, up to
 /// `tries` of them one second apart; true when a reply from `dst` came back.
-pub fn ping_ttl(ns: Option<&str>, dst: IpAddr, ttl: u8, tries: u32) -> bool {
+pub fn ping_ttl(ns: Option<&str>, dst: IpAddr, ttl: u8, tries: u16) -> bool {
     let ns = ns.map(str::to_owned);
     std::thread::spawn(move || {
         if let Some(ns) = ns {
@@ -78,8 +80,11 @@ pub fn ping_ttl(ns: Option<&str>, dst: IpAddr, ttl: u8, tries: u32) -> bool {
         } else {
             setsockopt(&sock, sockopt::Ipv6Ttl, &i32::from(ttl)).unwrap();
         }
-        let id = (std::process::id() as u16) ^ 0x4d4c;
-        for seq in 0..tries as u16 {
+        // Distinct per probe, so concurrent probes in one namespace never take each other's
+        // replies.
+        let id = u16::try_from(std::process::id() % 0x8000).unwrap()
+            ^ PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for seq in 0..tries {
             let mut pkt = vec![if v4 { 8 } else { 128 }, 0, 0, 0];
             pkt.extend_from_slice(&id.to_be_bytes());
             pkt.extend_from_slice(&seq.to_be_bytes());
