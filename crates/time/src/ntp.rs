@@ -14,9 +14,16 @@
 //! watcher. A chronyd that cannot start (chrony not installed, its user missing) is not fatal:
 //! the daemon keeps serving and the report says why NTP does not run.
 //!
+//! A chronyd that exits on its own (a crash, an OOM kill) is started again by the next
+//! [`NtpDaemon::report`] — the management process polls every 10 s — but no sooner than
+//! [`RESTART_BACKOFF_MIN`] after the previous restart, doubling up to [`RESTART_BACKOFF_MAX`]
+//! while it keeps dying, so a chronyd that cannot run does not spin. The report counts the
+//! restarts and keeps the reason of the last exit.
+//!
 //! Dropping the [`NtpDaemon`] stops chronyd (the parent drops it when it stops).
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +31,11 @@ use crate::chrony::{Chrony, ChronyOptions, StepNotice};
 use crate::config::TimeConfig;
 use crate::render::{ChronyPaths, RenderOptions};
 use crate::status::TimeStatus;
+
+/// The shortest wait before a chronyd that exited is started again.
+pub const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// The longest wait between restarts of a chronyd that keeps exiting.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 /// The longest reason carried in a report (chronyd's log tail can be long).
 pub const MAX_REASON_BYTES: usize = 512;
@@ -42,6 +54,10 @@ pub struct NtpReport {
     pub error: Option<String>,
     /// The steps chronyd reported recently (for the step watcher's `ntp` cause).
     pub steps: Vec<StepNotice>,
+    /// How often chronyd exited on its own and was started again since the configuration was
+    /// last applied.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl NtpReport {
@@ -70,6 +86,11 @@ pub struct NtpDaemon {
     config: Option<TimeConfig>,
     chrony: Option<Chrony>,
     error: Option<String>,
+    restarts: u32,
+    /// When the next restart may happen, if chronyd exited.
+    next_restart: Option<Instant>,
+    backoff: Duration,
+    first_backoff: Duration,
 }
 
 impl NtpDaemon {
@@ -97,6 +118,10 @@ impl NtpDaemon {
             config: None,
             chrony: None,
             error: None,
+            restarts: 0,
+            next_restart: None,
+            backoff: RESTART_BACKOFF_MIN,
+            first_backoff: RESTART_BACKOFF_MIN,
         }
     }
 
@@ -112,6 +137,9 @@ impl NtpDaemon {
             let _ = old.stop();
         }
         self.error = None;
+        self.restarts = 0;
+        self.next_restart = None;
+        self.backoff = self.first_backoff;
         if config.is_enabled() {
             match Chrony::start(
                 &config,
@@ -142,6 +170,13 @@ impl NtpDaemon {
     /// The state of NTP now: asks chronyd (`chronyc`) when it runs.
     pub fn report(&mut self) -> NtpReport {
         let enabled = self.config.as_ref().is_some_and(TimeConfig::is_enabled);
+        if self.chrony.is_none() && enabled && self.restarts > 0 && self.restart_due() {
+            // A restart that failed: try again after the (longer) wait.
+            self.restart("chronyd could not start again");
+            if self.chrony.is_some() {
+                return self.report();
+            }
+        }
         let Some(chrony) = self.chrony.as_mut() else {
             return NtpReport {
                 enabled,
@@ -149,17 +184,23 @@ impl NtpDaemon {
                 status: None,
                 error: self.error.clone(),
                 steps: Vec::new(),
+                restarts: self.restarts,
             };
         };
         let steps = chrony.steps().notices();
         if !chrony.is_running() {
             let error = shorten(&format!("chronyd exited:\n{}", chrony.log_tail()));
+            if self.restart_due() {
+                self.restart(&error);
+                return self.report();
+            }
             return NtpReport {
                 enabled,
                 running: false,
                 status: None,
                 error: Some(error),
                 steps,
+                restarts: self.restarts,
             };
         }
         let (status, error) = match chrony.status() {
@@ -170,8 +211,71 @@ impl NtpDaemon {
             enabled,
             running: true,
             status,
-            error,
+            error: error.or_else(|| self.error.clone()),
             steps,
+            restarts: self.restarts,
+        }
+    }
+
+    /// The wait before the first restart of a chronyd that exited ([`RESTART_BACKOFF_MIN`]
+    /// unless changed here; tests use a short one).
+    pub fn with_restart_backoff(mut self, first: Duration) -> Self {
+        self.backoff = first;
+        self.first_backoff = first;
+        self
+    }
+
+    /// The process id of mamori's chronyd, while one was started.
+    pub fn pid(&self) -> Option<u32> {
+        self.chrony.as_ref().map(Chrony::pid)
+    }
+
+    /// Whether a chronyd that exited may be started again now; the first exit arms the wait.
+    fn restart_due(&mut self) -> bool {
+        let now = Instant::now();
+        match self.next_restart {
+            None => {
+                // Right after an exit: a short wait, so a chronyd that dies at start (a bad
+                // key file, its user missing) is not restarted in a loop.
+                self.next_restart = Some(now + self.backoff);
+                false
+            }
+            Some(at) => now >= at,
+        }
+    }
+
+    /// Starts chronyd again with the configuration it had; the wait before the next restart
+    /// doubles.
+    fn restart(&mut self, why: &str) {
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        if let Some(old) = self.chrony.take() {
+            let _ = old.stop();
+        }
+        self.restarts = self.restarts.saturating_add(1);
+        self.backoff = (self.backoff * 2).min(RESTART_BACKOFF_MAX);
+        self.next_restart = None;
+        tracing::warn!(target: "mamori::chrony", restarts = self.restarts, reason = why, "chronyd exited; starting it again");
+        match Chrony::start(
+            &config,
+            ChronyPaths::in_state_dir(&self.state_dir),
+            &self.render,
+            &self.options,
+        ) {
+            Ok(c) => {
+                self.chrony = Some(c);
+                self.error = Some(shorten(&format!(
+                    "chronyd was started again after it exited ({} time(s)); last exit: {why}",
+                    self.restarts
+                )));
+            }
+            Err(e) => {
+                tracing::error!(target: "mamori::chrony", error = %e, "chronyd could not start again");
+                self.error = Some(shorten(&format!(
+                    "chronyd exited and could not start again: {e}"
+                )));
+            }
         }
     }
 

@@ -285,3 +285,79 @@ fn errors_name_their_cause() {
         Err(TimeError::ChronydUnreachable)
     ));
 }
+
+/// A chronyd that exits on its own (here: SIGKILL) is started again by the next report after
+/// a short wait, the wait doubles while it keeps dying, and the report counts the restarts and
+/// says why; applying the configuration again starts the count afresh.
+#[test]
+fn a_chronyd_that_dies_is_started_again_after_a_growing_wait() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let server = LoopbackNtpServer::start(&dir.path().join("server"), None);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let first_wait = Duration::from_millis(300);
+    let mut ntp = mamori_time::NtpDaemon::new(
+        &state,
+        RenderOptions::default(),
+        ChronyOptions::observe_only(),
+    )
+    .with_restart_backoff(first_wait);
+    let config = config_for(&server, false);
+    assert!(ntp.apply(config.clone()).unwrap().running);
+
+    let kill = |pid: u32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // Reaped by the next report (is_running waits for it).
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (round, wait) in [(1, first_wait), (2, first_wait * 2)] {
+        let pid = ntp.pid().unwrap();
+        kill(pid);
+        // The exit is reported at once, and not restarted before the wait.
+        let r = ntp.report();
+        assert!(!r.running, "round {round}: {r:?}");
+        assert!(
+            r.error.as_deref().unwrap().contains("chronyd exited"),
+            "{r:?}"
+        );
+        assert_eq!(r.restarts, round - 1);
+        std::thread::sleep(wait / 3);
+        assert!(
+            !ntp.report().running,
+            "round {round}: restarted before the wait"
+        );
+        std::thread::sleep(wait);
+        let r = ntp.report();
+        assert!(
+            r.running,
+            "round {round}: not restarted after the wait: {r:?}"
+        );
+        assert_eq!(r.restarts, round);
+        assert!(
+            r.error.as_deref().unwrap().contains("started again"),
+            "{r:?}"
+        );
+        assert_ne!(ntp.pid(), Some(pid), "a new chronyd");
+    }
+    // It answers again (the socket is chronyd's new one).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ntp.report().status.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted chronyd never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new configuration starts afresh.
+    let mut other = config.clone();
+    other.min_sources = 1;
+    other.rtc_sync = !config.rtc_sync;
+    ntp.apply(other).unwrap();
+    assert_eq!(ntp.report().restarts, 0);
+    ntp.stop();
+}
