@@ -29,6 +29,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Table {
+    /// Configuration revisions (`mamori-config`), one row per revision, keyed by its id.
+    ConfigRevisions,
+    /// Configuration state (`mamori-config`): the running revision, the revision index, the
+    /// pending commit-confirm marker.
+    ConfigState,
     /// Manufacturing identity and the device's own keys.
     Identity,
     /// Store metadata (schema version).
@@ -42,7 +47,9 @@ pub enum Table {
 }
 
 impl Table {
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 7] = [
+        Table::ConfigRevisions,
+        Table::ConfigState,
         Table::Identity,
         Table::Meta,
         Table::Settings,
@@ -52,6 +59,8 @@ impl Table {
 
     fn name(self) -> &'static str {
         match self {
+            Table::ConfigRevisions => "config_revisions",
+            Table::ConfigState => "config_state",
             Table::Identity => "identity",
             Table::Meta => "meta",
             Table::Settings => "settings",
@@ -442,6 +451,29 @@ mod tests {
                 .is_err()
         );
         assert!(s.sealer.open::<String>(Table::Users, &a, &sealed_a).is_ok());
+    }
+
+    #[test]
+    fn every_table_has_its_own_name_and_opens_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), Key::generate().unwrap()).unwrap();
+        let mut names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Table::ALL.len(), "two tables share a name");
+        for t in [Table::ConfigRevisions, Table::ConfigState] {
+            assert!(s.list::<u32>(t).unwrap().is_empty());
+            s.write(|tx| tx.put(t, "k", &7u32)).unwrap();
+            assert_eq!(s.get::<u32>(t, "k").unwrap(), Some(7));
+        }
+        // A config row does not open as a row of another table.
+        let a = s.sealer.disk_key(Table::ConfigState, "k");
+        let sealed = s.sealer.seal(Table::ConfigState, "k", &7u32).unwrap().1;
+        assert!(
+            s.sealer
+                .open::<u32>(Table::ConfigRevisions, &a, &sealed)
+                .is_err()
+        );
     }
 
     #[test]
