@@ -361,7 +361,8 @@ impl Configs {
     }
 
     /// Reverts the pending commit in place if its deadline is at or before `now` (UTC wall
-    /// time): the previous revision is applied again and recorded as a new revision with
+    /// time), or if the window has run out by the boot-relative clock of the boot that wrote
+    /// the marker ([`BootNote`]): the previous revision is applied again and recorded as a new revision with
     /// channel [`Channel::Timeout`]. `Ok(None)` when nothing is due.
     pub fn tick(
         &self,
@@ -372,8 +373,12 @@ impl Configs {
         let Some(marker) = self.pending()? else {
             return Ok(None);
         };
+        // Due by the wall clock, or by this boot's own clock: a wall clock stepped back (a bad
+        // NTP answer, a manual set) must not hold a window open. A step forward can only make
+        // the revert early, which is the safe side.
+        let boot_due = marker.boot.remaining() == Some(Duration::ZERO);
         match marker.deadline {
-            Some(deadline) if now < deadline => Ok(None),
+            Some(deadline) if now < deadline && !boot_due => Ok(None),
             Some(deadline) => self
                 .revert(
                     &marker,

@@ -62,6 +62,7 @@ fn killed_during(mode: &str) {
     let c = open_at(&store, &disk.key, Options::default());
     let m = c.pending().unwrap().expect("the marker survived the kill");
     assert_eq!((m.new_revision, m.previous_revision), (3, 2));
+    assert_eq!(m.deadline.is_none(), mode == "apply_final");
     let out = c.recover_at_start(&r).unwrap().unwrap();
     assert!(
         matches!(
@@ -95,6 +96,11 @@ fn kill_9_during_the_confirm_window_reverts_at_start() {
 #[test]
 fn kill_9_during_the_apply_reverts_at_start() {
     killed_during("apply");
+}
+
+#[test]
+fn kill_9_during_the_apply_of_a_commit_without_window_reverts_at_start() {
+    killed_during("apply_final");
 }
 
 /// Loads the candidate into "the kernel", says so, and never returns: the parent kills it here.
@@ -147,6 +153,10 @@ fn kill_child() {
         "apply" => {
             c.commit(with_rules(8), m, Some(CONFIRM_WINDOW_API), &HangInApply(r))
                 .unwrap();
+            unreachable!("killed in apply");
+        }
+        "apply_final" => {
+            c.commit(with_rules(8), m, None, &HangInApply(r)).unwrap();
             unreachable!("killed in apply");
         }
         other => panic!("mode {other}"),

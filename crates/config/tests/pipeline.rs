@@ -575,6 +575,42 @@ fn a_confirm_after_the_deadline_is_refused() {
 }
 
 #[test]
+fn a_wall_clock_stepped_back_does_not_hold_the_window_open() {
+    let d = Disk::new();
+    let c = d.open();
+    let r = Recorder::default();
+    let Outcome::Committed {
+        deadline: Some(deadline),
+        ..
+    } = c
+        .commit(
+            with_rules(1),
+            meta("a", Channel::Api, ""),
+            Some(Duration::from_millis(50)),
+            &r,
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    // By the wall clock handed in, an hour remains; by the boot's clock, nothing.
+    let stepped_back = deadline - time::Duration::hours(1);
+    std::thread::sleep(Duration::from_millis(80));
+    let out = c.tick(stepped_back, &r).unwrap();
+    assert!(
+        matches!(
+            out,
+            Some(Outcome::Reverted {
+                reason: RevertReason::Timeout { .. },
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert_eq!(c.running().unwrap().config, factory());
+}
+
+#[test]
 fn default_windows() {
     assert_eq!(CONFIRM_WINDOW_API, Duration::from_secs(600));
     assert_eq!(
