@@ -652,3 +652,36 @@ fn a_changed_rescue_is_recorded_and_the_running_one_kept() {
     assert_eq!(c.get(3).unwrap().config, other);
     assert_eq!(c.running_id().unwrap(), 2);
 }
+
+#[test]
+fn no_revision_row_outlives_its_index_entry() {
+    let d = Disk::new();
+    let store = std::sync::Arc::new(
+        mamori_store::Store::open(
+            &d.path(),
+            mamori_crypto::aead::Key::from_bytes(&d.key).unwrap(),
+        )
+        .unwrap(),
+    );
+    let c = Configs::open(store.clone(), factory(), Options { keep: 100 }).unwrap();
+    let r = Recorder::default();
+    for i in 0..104 {
+        c.commit(with_rules(i % 3), meta("a", Channel::Api, ""), None, &r)
+            .unwrap();
+    }
+    r.fail(Failures {
+        probe: true,
+        ..Failures::default()
+    });
+    c.commit(with_rules(5), meta("a", Channel::Api, ""), None, &r)
+        .unwrap();
+    let rows: Vec<u64> = store
+        .list::<serde_json::Value>(mamori_store::Table::ConfigRevisions)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.parse().unwrap())
+        .collect();
+    let index: Vec<u64> = c.history().unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(rows, index);
+    assert_eq!(rows.len(), 100);
+}
