@@ -114,6 +114,11 @@ fn main() {
     );
 
     // Small revisions: the factory configuration with 10 rules.
+    println!(
+        "factory configuration: {} bytes stored; with 10 rules: {} bytes",
+        serde_json::to_vec(&factory()).unwrap().len(),
+        serde_json::to_vec(&with_rules(10, 2000)).unwrap().len()
+    );
     let before = std::fs::metadata(&path).unwrap().len();
     let mut lat = Vec::new();
     for i in 0..100u16 {
