@@ -333,6 +333,17 @@ impl Configs {
     /// Confirms the pending commit: the marker is removed and its revision stays the running
     /// one. Refused after the deadline (the revert is due: call [`Configs::tick`]).
     pub fn confirm(&self) -> Result<Outcome, ConfigError> {
+        self.confirm_inner(None)
+    }
+
+    /// [`Configs::confirm`], accepted only from the account that committed (as rpcd accepts a
+    /// confirmation only from the applying session): another administrator's confirmation is
+    /// refused with [`ConfigError::NotCommitter`] and changes nothing.
+    pub fn confirm_by(&self, author: &str) -> Result<Outcome, ConfigError> {
+        self.confirm_inner(Some(author))
+    }
+
+    fn confirm_inner(&self, author: Option<&str>) -> Result<Outcome, ConfigError> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = OffsetDateTime::now_utc();
         let keep = self.keep;
@@ -346,6 +357,13 @@ impl Configs {
             };
             if now >= deadline {
                 return Err(ConfigError::WindowExpired { deadline });
+            }
+            if let Some(a) = author
+                && a != marker.author
+            {
+                return Err(ConfigError::NotCommitter {
+                    committer: marker.author,
+                });
             }
             let mut state = load_state(tx)?;
             if state.running != marker.new_revision {

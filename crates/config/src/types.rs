@@ -299,6 +299,12 @@ pub enum ConfigError {
         /// The deadline.
         deadline: OffsetDateTime,
     },
+    /// A confirmation from someone other than the committer.
+    #[error("only {committer} may confirm this commit")]
+    NotCommitter {
+        /// Who committed.
+        committer: String,
+    },
     /// The rescue configuration does not validate.
     #[error("the rescue configuration is invalid: {0}")]
     RescueInvalid(ValidationErrors),

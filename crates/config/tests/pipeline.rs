@@ -107,7 +107,15 @@ fn confirm_keeps_the_commit() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(c.confirm().unwrap(), Outcome::Confirmed { revision });
+    assert!(matches!(
+        c.confirm_by("mallory"),
+        Err(ConfigError::NotCommitter { committer }) if committer == "alice"
+    ));
+    assert!(c.pending().unwrap().is_some());
+    assert_eq!(
+        c.confirm_by("alice").unwrap(),
+        Outcome::Confirmed { revision }
+    );
     assert!(c.pending().unwrap().is_none());
     assert!(matches!(c.confirm(), Err(ConfigError::NoPending)));
     // Long after the deadline nothing reverts, in this process or after a restart.
