@@ -16,13 +16,17 @@
 //!   transaction.
 //! - [`nft`]: `nft -c -f` (dry run), `nft -f`, `nft list ruleset`.
 //! - [`diff`](mod@diff): a unified diff of two configurations' canonical JSON.
+//! - [`apply`]: [`Applier`] — check (`nft -c`), load (`nft -f`), then interface addresses and
+//!   static routes with `ip -batch`, put back if that fails half-way; [`NetworkState`] to read
+//!   it back. Run by the privileged parent.
 //!
 //! # What this crate does not do
 //!
-//! It applies nothing by itself: no netlink, no addresses or routes, no commit-confirm, no
-//! revisions store. The privileged parent runs [`nft::Nft`] and the daemon keeps the history.
+//! No commit-confirm, no revisions store, no DHCP client. The privileged parent runs
+//! [`Applier`] and the daemon keeps the history.
 //! No `unsafe`.
 
+pub mod apply;
 pub mod diff;
 pub mod management;
 pub mod model;
@@ -31,6 +35,9 @@ pub mod nft;
 pub mod render;
 pub mod validate;
 
+pub use apply::{
+    Applied, Applier, ApplyError, ApplyStep, NetworkState, Prepared, ROUTE_PROTO, Rollback,
+};
 pub use diff::diff;
 pub use management::{ManagementCut, ManagementSession, check_keeps_management};
 pub use model::{

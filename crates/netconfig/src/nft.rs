@@ -105,6 +105,21 @@ impl Nft {
         self.run(&["-f", "-"], Some(ruleset.as_str())).map(drop)
     }
 
+    /// `nft list tables`: one `table FAMILY NAME` per line.
+    pub fn list_tables(&self) -> Result<Vec<String>, NftError> {
+        Ok(self
+            .run(&["list", "tables"], None)?
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// `nft -s list table inet NAME`: the table without counters or quotas, loadable again.
+    pub fn list_table_stateless(&self, name: &str) -> Result<String, NftError> {
+        self.run(&["-s", "list", "table", "inet", name], None)
+    }
+
     /// `nft list ruleset` (or `nft -j list ruleset` with `json`).
     pub fn list_ruleset(&self, json: bool) -> Result<String, NftError> {
         if json {

@@ -1,0 +1,813 @@
+//! Applying a configuration to the kernel: the ruleset with `nft`, addresses and static routes
+//! with `ip -batch` (iproute2). Run by the privileged parent, in its own network namespace, or
+//! by tests inside a namespace of their own ([`Applier::in_netns`]).
+//!
+//! # Order
+//!
+//! 1. [`Applier::check`]: validate, render, `nft -c -f -` (dry run), and check that every
+//!    interface the configuration names exists. Nothing changes; a failure names its step.
+//! 2. [`Applier::commit`]: read the state it may change (mamori's two tables as
+//!    `nft -s list table`, the addresses of the configured interfaces, mamori's routes), write
+//!    the address record (below) as the union of old and new, load the ruleset with `nft -f -`
+//!    (one transaction: a refusal changes nothing), then one `ip -batch -` that sets the
+//!    configured interfaces up, deletes mamori's stale routes and addresses and adds the missing
+//!    ones. If the batch stops half-way, the addresses, routes, link states and the ruleset read
+//!    in step 2 are put back and the error names the step ([`ApplyStep`]) and whether the
+//!    restore was complete ([`Rollback`]).
+//!
+//! # What is mamori's
+//!
+//! - Routes carry the route protocol [`ROUTE_PROTO`] (109, unassigned in `rt_protos`): the
+//!   kernel keeps the mark, `ip route show proto 109` lists exactly mamori's routes.
+//! - Addresses cannot be marked with the iproute2 this targets (`ip address add … proto` needs
+//!   iproute2 ≥ 6.2; Debian 12 ships 6.1), so the applier keeps a record file of the addresses
+//!   it set, per interface (JSON, written durably before the kernel changes). Only recorded
+//!   addresses are ever deleted; addresses set by someone else (a DHCP client, an operator)
+//!   stay, and so do link-local addresses. Interfaces the configuration does not name are never
+//!   touched, not even their recorded addresses.
+//!
+//! # Why `ip -batch` and not rtnetlink
+//!
+//! The lab crate made the same choice ([`docs/lab.md`]): one process per step, a failing line
+//! reported by number (`Command failed -:N`), the same text an operator would type, no async
+//! runtime in the parent, and no netlink message building in our code. A few milliseconds of
+//! `execve` are noise next to `nft` (tens of milliseconds); the privileged parent is allowed to
+//! `execve`, the management process is not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::NetworkConfig;
+use crate::nft::{Nft, NftError};
+use crate::render::{FILTER_TABLE, NAT_TABLE, Ruleset, render};
+
+/// The route protocol number that marks mamori's routes (`ip route … proto 109`).
+pub const ROUTE_PROTO: u8 = 109;
+/// At most this many lines of a tool's standard error are kept in an error.
+pub const DETAIL_MAX_LINES: usize = 8;
+/// At most this many bytes of a tool's standard error are kept in an error.
+pub const DETAIL_MAX_BYTES: usize = 1024;
+
+/// The step of an apply that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStep {
+    /// The configuration's checks ([`NetworkConfig::validate`]).
+    Validate,
+    /// `nft -c -f -`: nft refused the rendered ruleset.
+    Check,
+    /// An interface the configuration names does not exist.
+    Interfaces,
+    /// Reading the current state (tables, addresses, routes, the record).
+    Snapshot,
+    /// Writing the address record.
+    Record,
+    /// `nft -f -`: the load was refused (nothing changed).
+    Load,
+    /// Setting links up, deleting or adding addresses.
+    Addresses,
+    /// Deleting or adding routes.
+    Routes,
+}
+
+impl ApplyStep {
+    /// The step's name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validate => "validate",
+            Self::Check => "check",
+            Self::Interfaces => "interfaces",
+            Self::Snapshot => "snapshot",
+            Self::Record => "record",
+            Self::Load => "load",
+            Self::Addresses => "addresses",
+            Self::Routes => "routes",
+        }
+    }
+}
+
+impl std::fmt::Display for ApplyStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of the kernel's state after a failed apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum Rollback {
+    /// The failure came before anything changed.
+    NothingChanged,
+    /// Things had changed; the previous addresses, routes and ruleset were put back.
+    Restored,
+    /// Things had changed and putting them back failed too (bounded detail).
+    Incomplete(String),
+}
+
+/// Why an apply did not happen or did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network apply failed at {step}: {detail} ({rollback:?})")]
+pub struct ApplyError {
+    /// The step that failed.
+    pub step: ApplyStep,
+    /// The first lines of the tool's standard error, or the first validation problems; at most
+    /// [`DETAIL_MAX_LINES`] lines and [`DETAIL_MAX_BYTES`] bytes.
+    pub detail: String,
+    /// What became of the state.
+    pub rollback: Rollback,
+}
+
+impl ApplyError {
+    fn early(step: ApplyStep, detail: impl AsRef<str>) -> Self {
+        Self {
+            step,
+            detail: bounded(detail.as_ref()),
+            rollback: Rollback::NothingChanged,
+        }
+    }
+}
+
+/// The first [`DETAIL_MAX_LINES`] lines of `text`, cut to [`DETAIL_MAX_BYTES`] bytes on a
+/// character boundary.
+pub fn bounded(text: &str) -> String {
+    let mut out = text
+        .lines()
+        .take(DETAIL_MAX_LINES)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if out.len() > DETAIL_MAX_BYTES {
+        let mut end = DETAIL_MAX_BYTES;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+fn nft_detail(e: &NftError) -> String {
+    match e {
+        NftError::Rejected { stderr, .. } => bounded(stderr),
+        other => bounded(&other.to_string()),
+    }
+}
+
+/// A configuration that passed [`Applier::check`], ready for [`Applier::commit`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    ruleset: Ruleset,
+    addresses: BTreeMap<String, BTreeSet<IpNet>>,
+    routes: BTreeSet<RouteKey>,
+    /// How long validate + render took.
+    pub render: Duration,
+    /// How long `nft -c` took.
+    pub check: Duration,
+}
+
+impl Prepared {
+    /// The ruleset that will be loaded.
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+}
+
+/// How long the steps of a successful apply took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Validate + render.
+    pub render: Duration,
+    /// `nft -c`.
+    pub check: Duration,
+    /// `nft -f`.
+    pub load: Duration,
+    /// Reading the state before, the record, and the `ip -batch` of links, addresses, routes.
+    pub addresses: Duration,
+}
+
+/// What the kernel holds of what mamori manages, for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkState {
+    /// `nft -s list table inet mamori` and `… mamori_nat` (empty for a missing table).
+    pub ruleset: String,
+    /// Per interface asked about: its addresses other than link-local, as `addr/len`, sorted.
+    /// A missing interface has no entry.
+    pub addresses: BTreeMap<String, Vec<String>>,
+    /// mamori's routes (protocol [`ROUTE_PROTO`]) as `DST via GW dev DEV metric M`, sorted.
+    pub routes: Vec<String>,
+}
+
+/// A route as mamori adds it: destination, gateway, metric (the kernel's default filled in).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RouteKey {
+    dst: IpNet,
+    gateway: IpAddr,
+    metric: u32,
+    dev: Option<String>,
+}
+
+impl RouteKey {
+    fn same(&self, other: &Self) -> bool {
+        self.dst == other.dst && self.gateway == other.gateway && self.metric == other.metric
+    }
+}
+
+/// The address record: per interface, the addresses mamori set.
+type Record = BTreeMap<String, BTreeSet<IpNet>>;
+
+/// One interface as read back.
+#[derive(Debug, Clone)]
+struct Link {
+    up: bool,
+    /// Non-link-local addresses.
+    addresses: BTreeSet<IpNet>,
+}
+
+/// What [`Applier::commit`] reads before changing anything, to put it back.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    tables: Vec<(&'static str, Option<String>)>,
+    links: BTreeMap<String, Link>,
+    routes: Vec<RouteKey>,
+}
+
+/// Applies configurations in one network namespace.
+#[derive(Debug, Clone)]
+pub struct Applier {
+    netns: Option<String>,
+    record: PathBuf,
+}
+
+impl Applier {
+    /// In the caller's network namespace, keeping the address record at `record`.
+    pub fn new(record: impl Into<PathBuf>) -> Self {
+        Self {
+            netns: None,
+            record: record.into(),
+        }
+    }
+
+    /// In the named network namespace (`ip -n NAME`, `ip netns exec NAME nft`).
+    pub fn in_netns(name: &str, record: impl Into<PathBuf>) -> Self {
+        Self {
+            netns: Some(name.to_owned()),
+            record: record.into(),
+        }
+    }
+
+    /// The address record's path.
+    pub fn record_path(&self) -> &Path {
+        &self.record
+    }
+
+    fn nft(&self) -> Nft {
+        match &self.netns {
+            Some(ns) => Nft::in_netns(ns),
+            None => Nft::new(),
+        }
+    }
+
+    /// Validates, renders, dry-runs with `nft -c`, and checks the interfaces exist. Changes
+    /// nothing.
+    pub fn check(&self, cfg: &NetworkConfig) -> Result<Prepared, ApplyError> {
+        let started = Instant::now();
+        let ruleset = render(cfg).map_err(|e| validation_error(&e))?;
+        self.check_inner(cfg, ruleset, started.elapsed())
+    }
+
+    /// Like [`Applier::check`] with a ruleset rendered elsewhere (a stored revision's text):
+    /// the configuration is validated again for its addresses and routes, and `nft -c` is the
+    /// only check of the text.
+    pub fn check_rendered(
+        &self,
+        cfg: &NetworkConfig,
+        ruleset: Ruleset,
+    ) -> Result<Prepared, ApplyError> {
+        let started = Instant::now();
+        cfg.validate().map_err(|e| validation_error(&e))?;
+        self.check_inner(cfg, ruleset, started.elapsed())
+    }
+
+    /// [`Applier::check_rendered`], then [`Applier::commit`].
+    pub fn apply_rendered(
+        &self,
+        cfg: &NetworkConfig,
+        ruleset: Ruleset,
+    ) -> Result<Applied, ApplyError> {
+        let prepared = self.check_rendered(cfg, ruleset)?;
+        self.commit(prepared)
+    }
+
+    fn check_inner(
+        &self,
+        cfg: &NetworkConfig,
+        ruleset: Ruleset,
+        render_time: Duration,
+    ) -> Result<Prepared, ApplyError> {
+        let started = Instant::now();
+        self.nft()
+            .check(&ruleset)
+            .map_err(|e| ApplyError::early(ApplyStep::Check, nft_detail(&e)))?;
+        let check = started.elapsed();
+        let links = self
+            .links()
+            .map_err(|d| ApplyError::early(ApplyStep::Interfaces, d))?;
+        let missing: Vec<&str> = cfg
+            .interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|n| !links.contains_key(*n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApplyError::early(
+                ApplyStep::Interfaces,
+                format!("no such interface: {}", missing.join(", ")),
+            ));
+        }
+        let addresses = cfg
+            .interfaces
+            .iter()
+            .map(|i| {
+                (
+                    i.name.as_str().to_owned(),
+                    i.addresses.iter().copied().collect(),
+                )
+            })
+            .collect();
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| RouteKey {
+                dst: r.destination.net(),
+                gateway: r.gateway,
+                metric: r.metric.unwrap_or(default_metric(r.gateway)),
+                dev: None,
+            })
+            .collect();
+        Ok(Prepared {
+            ruleset,
+            addresses,
+            routes,
+            render: render_time,
+            check,
+        })
+    }
+
+    /// [`Applier::check`], then [`Applier::commit`].
+    pub fn apply(&self, cfg: &NetworkConfig) -> Result<Applied, ApplyError> {
+        let prepared = self.check(cfg)?;
+        self.commit(prepared)
+    }
+
+    /// Loads a checked configuration: the ruleset, then links, addresses and routes; puts the
+    /// previous state back if the second part fails.
+    pub fn commit(&self, p: Prepared) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let record = self
+            .read_record()
+            .map_err(|d| ApplyError::early(ApplyStep::Snapshot, d))?;
+        let snapshot = self
+            .snapshot(p.addresses.keys())
+            .map_err(|d| ApplyError::early(ApplyStep::Snapshot, d))?;
+        // Everything this apply may add is in the record before the kernel has it.
+        let mut union = record.clone();
+        for (name, addrs) in &p.addresses {
+            union.entry(name.clone()).or_default().extend(addrs);
+        }
+        self.write_record(&union)
+            .map_err(|d| ApplyError::early(ApplyStep::Record, d))?;
+        let before_load = started.elapsed();
+
+        let started = Instant::now();
+        if let Err(e) = self.nft().load(&p.ruleset) {
+            // nft -f is one transaction: nothing changed.
+            let _ = self.write_record(&record);
+            return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
+        }
+        let load = started.elapsed();
+
+        let started = Instant::now();
+        let lines = plan(&p, &snapshot, &record);
+        if let Err((step, detail)) = self.batch(&lines, false) {
+            let rollback = match self.restore(&snapshot) {
+                Ok(()) => {
+                    // Back where it was: the old record is true again.
+                    let _ = self.write_record(&record);
+                    Rollback::Restored
+                }
+                Err(d) => Rollback::Incomplete(bounded(&d)),
+            };
+            return Err(ApplyError {
+                step,
+                detail: bounded(&detail),
+                rollback,
+            });
+        }
+        let mut done = record;
+        for (name, addrs) in &p.addresses {
+            done.insert(name.clone(), addrs.clone());
+        }
+        self.write_record(&done).map_err(|d| ApplyError {
+            step: ApplyStep::Record,
+            detail: bounded(&d),
+            // The kernel has the new configuration; the record still lists every address set.
+            rollback: Rollback::Incomplete("the kernel holds the new configuration".to_owned()),
+        })?;
+        Ok(Applied {
+            render: p.render,
+            check: p.check,
+            load,
+            addresses: before_load + started.elapsed(),
+        })
+    }
+
+    /// What the kernel holds: mamori's tables, the addresses of `interfaces`, mamori's routes.
+    pub fn state<'a>(
+        &self,
+        interfaces: impl IntoIterator<Item = &'a str>,
+    ) -> Result<NetworkState, ApplyError> {
+        let fail = |d: String| ApplyError::early(ApplyStep::Snapshot, d);
+        let mut ruleset = String::new();
+        for (_, text) in self.tables().map_err(fail)? {
+            if let Some(text) = text {
+                ruleset.push_str(&text);
+            }
+        }
+        let links = self.links().map_err(fail)?;
+        let addresses = interfaces
+            .into_iter()
+            .filter_map(|n| {
+                links.get(n).map(|l| {
+                    (
+                        n.to_owned(),
+                        l.addresses.iter().map(ToString::to_string).collect(),
+                    )
+                })
+            })
+            .collect();
+        let mut routes: Vec<String> = self
+            .routes()
+            .map_err(fail)?
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} via {} dev {} metric {}",
+                    r.dst,
+                    r.gateway,
+                    r.dev.as_deref().unwrap_or("?"),
+                    r.metric
+                )
+            })
+            .collect();
+        routes.sort();
+        Ok(NetworkState {
+            ruleset,
+            addresses,
+            routes,
+        })
+    }
+
+    // ---- reading ------------------------------------------------------------------------
+
+    fn ip(&self) -> Command {
+        let mut c = Command::new("ip");
+        if let Some(ns) = &self.netns {
+            c.args(["-n", ns]);
+        }
+        c
+    }
+
+    fn ip_json(&self, args: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+        let out = self
+            .ip()
+            .arg("-json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("could not run ip: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ip -json {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&text).map_err(|e| format!("ip -json {}: {e}", args.join(" ")))
+    }
+
+    /// Every interface with its state and non-link-local addresses.
+    fn links(&self) -> Result<BTreeMap<String, Link>, String> {
+        let mut links = BTreeMap::new();
+        for l in self.ip_json(&["address", "show"])? {
+            let Some(name) = l["ifname"].as_str() else {
+                continue;
+            };
+            let up = l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("UP")));
+            let mut addresses = BTreeSet::new();
+            for a in l["addr_info"].as_array().into_iter().flatten() {
+                if a["scope"].as_str() == Some("link") {
+                    continue;
+                }
+                let (Some(local), Some(len)) = (a["local"].as_str(), a["prefixlen"].as_u64())
+                else {
+                    continue;
+                };
+                if let Ok(net) = format!("{local}/{len}").parse::<IpNet>() {
+                    addresses.insert(net);
+                }
+            }
+            links.insert(name.to_owned(), Link { up, addresses });
+        }
+        Ok(links)
+    }
+
+    /// mamori's routes (protocol [`ROUTE_PROTO`]) in the main table, both families.
+    fn routes(&self) -> Result<Vec<RouteKey>, String> {
+        let proto = ROUTE_PROTO.to_string();
+        let mut routes = Vec::new();
+        for family in ["-4", "-6"] {
+            for r in self.ip_json(&[family, "route", "show", "proto", &proto])? {
+                let dst = match r["dst"].as_str() {
+                    Some("default") if family == "-4" => "0.0.0.0/0".to_owned(),
+                    Some("default") => "::/0".to_owned(),
+                    Some(d) if d.contains('/') => d.to_owned(),
+                    Some(d) if family == "-4" => format!("{d}/32"),
+                    Some(d) => format!("{d}/128"),
+                    None => continue,
+                };
+                let (Ok(dst), Some(Ok(gateway))) = (
+                    dst.parse::<IpNet>(),
+                    r["gateway"].as_str().map(str::parse::<IpAddr>),
+                ) else {
+                    continue;
+                };
+                let metric = r["metric"]
+                    .as_u64()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(0);
+                routes.push(RouteKey {
+                    dst,
+                    gateway,
+                    metric,
+                    dev: r["dev"].as_str().map(str::to_owned),
+                });
+            }
+        }
+        Ok(routes)
+    }
+
+    /// mamori's two tables as `nft -s list table` (None: the table does not exist).
+    fn tables(&self) -> Result<Vec<(&'static str, Option<String>)>, String> {
+        let nft = self.nft();
+        let listed = nft
+            .list_tables()
+            .map_err(|e| format!("nft list tables: {}", nft_detail(&e)))?;
+        let mut out = Vec::new();
+        for name in [FILTER_TABLE, NAT_TABLE] {
+            let text = if listed.iter().any(|t| t == &format!("table inet {name}")) {
+                Some(
+                    nft.list_table_stateless(name)
+                        .map_err(|e| format!("nft list table: {}", nft_detail(&e)))?,
+                )
+            } else {
+                None
+            };
+            out.push((name, text));
+        }
+        Ok(out)
+    }
+
+    fn snapshot<'a>(
+        &self,
+        interfaces: impl Iterator<Item = &'a String>,
+    ) -> Result<Snapshot, String> {
+        let tables = self.tables()?;
+        let all = self.links()?;
+        let links = interfaces
+            .filter_map(|n| all.get(n).map(|l| (n.clone(), l.clone())))
+            .collect();
+        Ok(Snapshot {
+            tables,
+            links,
+            routes: self.routes()?,
+        })
+    }
+
+    fn read_record(&self) -> Result<Record, String> {
+        match std::fs::read(&self.record) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("address record {}: {e}", self.record.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::new()),
+            Err(e) => Err(format!("address record {}: {e}", self.record.display())),
+        }
+    }
+
+    fn write_record(&self, record: &Record) -> Result<(), String> {
+        let text = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+        mamori_durable::write(&self.record, &text, 0o600)
+            .map_err(|e| format!("address record {}: {e}", self.record.display()))
+    }
+
+    // ---- changing -----------------------------------------------------------------------
+
+    /// Runs `lines` as one `ip -batch -` (with `-force`: on, not stopping at a failing line).
+    /// A failure names the step of the line iproute2 reports.
+    fn batch(&self, lines: &[(ApplyStep, String)], force: bool) -> Result<(), (ApplyStep, String)> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let first_step = lines.first().map_or(ApplyStep::Addresses, |l| l.0);
+        let mut cmd = self.ip();
+        if force {
+            cmd.arg("-force");
+        }
+        let mut child = cmd
+            .args(["-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| (first_step, format!("could not run ip: {e}")))?;
+        let script: String = lines.iter().map(|(_, c)| format!("{c}\n")).collect();
+        if let Some(mut stdin) = child.stdin.take() {
+            // A write error means ip stopped early; its exit status and stderr say why.
+            let _ = stdin.write_all(script.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| (first_step, format!("waiting for ip: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        let line = stderr
+            .rsplit("Command failed -:")
+            .next()
+            .filter(|_| stderr.contains("Command failed -:"))
+            .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| lines.get(i));
+        Err(match line {
+            Some((step, command)) => (*step, format!("ip {command}: {stderr}")),
+            None => (first_step, stderr),
+        })
+    }
+
+    /// Puts back the links, addresses, routes and tables of `snap`.
+    fn restore(&self, snap: &Snapshot) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let now_links = self.links()?;
+        let now_routes = self.routes()?;
+        let mut lines = Vec::new();
+        for r in &now_routes {
+            if !snap.routes.iter().any(|s| s.same(r)) {
+                lines.push((ApplyStep::Routes, route_del(r)));
+            }
+        }
+        for (name, was) in &snap.links {
+            let Some(now) = now_links.get(name) else {
+                continue;
+            };
+            for a in now.addresses.difference(&was.addresses) {
+                lines.push((ApplyStep::Addresses, format!("address del {a} dev {name}")));
+            }
+            for a in was.addresses.difference(&now.addresses) {
+                lines.push((ApplyStep::Addresses, format!("address add {a} dev {name}")));
+            }
+            if now.up != was.up {
+                let state = if was.up { "up" } else { "down" };
+                lines.push((ApplyStep::Addresses, format!("link set dev {name} {state}")));
+            }
+        }
+        for r in &snap.routes {
+            if !now_routes.iter().any(|n| n.same(r)) {
+                lines.push((ApplyStep::Routes, route_replace(r)));
+            }
+        }
+        if let Err((_, d)) = self.batch(&lines, true) {
+            problems.push(d);
+        }
+        let mut script = String::new();
+        for (name, text) in &snap.tables {
+            script.push_str(&format!("table inet {name}\ndelete table inet {name}\n"));
+            if let Some(text) = text {
+                script.push_str(text);
+                script.push('\n');
+            }
+        }
+        if let Err(e) = self.nft().load(&Ruleset::dangerous_from_text(script)) {
+            problems.push(format!("restoring the ruleset: {}", nft_detail(&e)));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+fn validation_error(e: &crate::ValidationErrors) -> ApplyError {
+    let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    ApplyError::early(ApplyStep::Validate, lines.join("\n"))
+}
+
+fn default_metric(gateway: IpAddr) -> u32 {
+    // What the kernel fills in when no metric is given.
+    if gateway.is_ipv4() { 0 } else { 1024 }
+}
+
+fn route_del(r: &RouteKey) -> String {
+    let mut line = format!("route del {} via {} metric {}", r.dst, r.gateway, r.metric);
+    if let Some(dev) = &r.dev {
+        line.push_str(&format!(" dev {dev}"));
+    }
+    line.push_str(&format!(" proto {ROUTE_PROTO}"));
+    line
+}
+
+fn route_replace(r: &RouteKey) -> String {
+    format!(
+        "route replace {} via {} metric {} proto {ROUTE_PROTO}",
+        r.dst, r.gateway, r.metric
+    )
+}
+
+/// The `ip -batch` lines that take the snapshot's state to the prepared one: links up, stale
+/// routes and recorded stale addresses deleted, missing addresses and routes added.
+fn plan(p: &Prepared, snap: &Snapshot, record: &Record) -> Vec<(ApplyStep, String)> {
+    let mut lines = Vec::new();
+    for (name, link) in &snap.links {
+        if !link.up {
+            lines.push((ApplyStep::Addresses, format!("link set dev {name} up")));
+        }
+    }
+    // Routes first: a stale route through a gateway on a subnet about to go would vanish with
+    // it, and deleting it afterwards would fail.
+    for r in &snap.routes {
+        if !p.routes.iter().any(|want| want.same(r)) {
+            lines.push((ApplyStep::Routes, route_del(r)));
+        }
+    }
+    let empty = BTreeSet::new();
+    for (name, want) in &p.addresses {
+        let have = snap.links.get(name).map_or(&empty, |l| &l.addresses);
+        let ours = record.get(name).unwrap_or(&empty);
+        for a in have.intersection(ours) {
+            if !want.contains(a) {
+                lines.push((ApplyStep::Addresses, format!("address del {a} dev {name}")));
+            }
+        }
+    }
+    for (name, want) in &p.addresses {
+        let have = snap.links.get(name).map_or(&empty, |l| &l.addresses);
+        for a in want.difference(have) {
+            lines.push((ApplyStep::Addresses, format!("address add {a} dev {name}")));
+        }
+    }
+    for r in &p.routes {
+        if !snap.routes.iter().any(|s| s.same(r)) {
+            lines.push((ApplyStep::Routes, route_replace(r)));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_bounded_in_lines_and_bytes() {
+        let many: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(bounded(&many).lines().count(), DETAIL_MAX_LINES);
+        let long = "あ".repeat(1000);
+        let cut = bounded(&long);
+        assert!(cut.len() <= DETAIL_MAX_BYTES);
+        assert!(cut.chars().all(|c| c == 'あ'));
+    }
+
+    #[test]
+    fn steps_have_stable_names() {
+        assert_eq!(
+            serde_json::to_string(&ApplyStep::Addresses).unwrap(),
+            r#""addresses""#
+        );
+        assert_eq!(ApplyStep::Check.to_string(), "check");
+        assert_eq!(
+            serde_json::to_string(&Rollback::Restored).unwrap(),
+            r#"{"state":"restored"}"#
+        );
+    }
+}
