@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mamori_crypto::aead::Key;
+use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
 use mamori_time::{NtpApplied, NtpReport, SetClock, SetClockError, TimeConfig};
 use nix::sys::signal::SigSet;
 use nix::sys::stat::{SFlag, fstat};
@@ -41,6 +42,39 @@ pub struct ParentStatus {
     pub started_at_unix: u64,
     /// How many times the parent restarted the management process.
     pub child_restarts: u32,
+}
+
+/// The parent's answer to [`Request::CheckNetwork`] and [`Request::ApplyNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum NetworkOutcome {
+    /// `nft -c` accepted the ruleset and the interfaces exist (nothing changed).
+    Checked {
+        /// Validate + render, in milliseconds.
+        render_ms: u64,
+        /// `nft -c`, in milliseconds.
+        check_ms: u64,
+    },
+    /// The configuration is in force.
+    Applied {
+        /// Validate + render, in milliseconds.
+        render_ms: u64,
+        /// `nft -c`, in milliseconds.
+        check_ms: u64,
+        /// `nft -f`, in milliseconds.
+        load_ms: u64,
+        /// Links, addresses and routes, in milliseconds.
+        addresses_ms: u64,
+    },
+    /// A step failed.
+    Refused {
+        /// The step.
+        step: ApplyStep,
+        /// The first lines of the tool's standard error (bounded by the parent).
+        detail: String,
+        /// What became of the kernel's state.
+        rollback: Rollback,
+    },
 }
 
 /// What the parent did for [`Request::SetTime`].
@@ -161,6 +195,60 @@ impl Parent {
         }
     }
 
+    /// Asks the parent whether a network configuration would apply ([`Request::CheckNetwork`]):
+    /// validate, render, `nft -c`, interfaces present. Nothing changes.
+    pub fn check_network(&self, config: NetworkConfig) -> Result<NetworkOutcome> {
+        self.network(
+            "CheckNetwork",
+            Request::CheckNetwork {
+                config: Box::new(config),
+            },
+        )
+    }
+
+    /// Asks the parent to put a network configuration in force ([`Request::ApplyNetwork`]).
+    pub fn apply_network(&self, config: NetworkConfig) -> Result<NetworkOutcome> {
+        self.network(
+            "ApplyNetwork",
+            Request::ApplyNetwork {
+                config: Box::new(config),
+            },
+        )
+    }
+
+    fn network(&self, op: &'static str, request: Request) -> Result<NetworkOutcome> {
+        match self.call(request)? {
+            Reply::NetworkChecked {
+                render_ms,
+                check_ms,
+            } => Ok(NetworkOutcome::Checked {
+                render_ms,
+                check_ms,
+            }),
+            Reply::NetworkApplied {
+                render_ms,
+                check_ms,
+                load_ms,
+                addresses_ms,
+            } => Ok(NetworkOutcome::Applied {
+                render_ms,
+                check_ms,
+                load_ms,
+                addresses_ms,
+            }),
+            Reply::NetworkRefused {
+                step,
+                detail,
+                rollback,
+            } => Ok(NetworkOutcome::Refused {
+                step,
+                detail,
+                rollback,
+            }),
+            other => Err(unexpected(op, other)),
+        }
+    }
+
     fn call(&self, request: Request) -> Result<Reply> {
         match self {
             Self::Channel(channel) => {
@@ -259,6 +347,31 @@ mod tests {
                 assert!(reason.contains("built"), "{reason}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_network_configuration_is_refused_at_validation() {
+        let p = Parent::in_process("/nonexistent");
+        let config: NetworkConfig = serde_json::from_str(
+            r#"{"interfaces":[{"name":"eth1","role":"lan","addresses":["192.168.1.1/24"]},
+                {"name":"eth1","role":"lan"}],
+                "firewall":{"zones":[{"name":"lan","interfaces":["eth1"]}]},
+                "management":{"port":443,"zones":["lan"],"sources":[]}}"#,
+        )
+        .unwrap();
+        for outcome in [
+            p.check_network(config.clone()).unwrap(),
+            p.apply_network(config).unwrap(),
+        ] {
+            match outcome {
+                NetworkOutcome::Refused {
+                    step: ApplyStep::Validate,
+                    rollback: Rollback::NothingChanged,
+                    detail,
+                } => assert!(!detail.is_empty()),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -52,7 +52,7 @@
 //!
 //! It does not choose what the management process serves, does not open sockets, does not write
 //! the audit log (it logs through `tracing`; the daemon routes that), and does not implement the
-//! later operations (nftables, addresses, routes, reboot, wipe) yet. There is no `unsafe`
+//! later operations (reboot, wipe) yet. There is no `unsafe`
 //! here: nix, caps, landlock and seccompiler provide the system calls.
 
 use std::io;

@@ -10,11 +10,11 @@
 //! `{"op": "…", "args": {…}}`) and refuse unknown fields, so a request is either exactly one
 //! known operation or an error that ends the child's session.
 //!
-//! Later operations (load an nftables ruleset, set addresses and routes, reboot, wipe) are added
-//! here when their parent side exists, not before.
+//! Later operations (reboot, wipe) are added here when their parent side exists, not before.
 
 use std::fmt;
 
+use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
 use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -85,6 +85,40 @@ pub enum Request {
     ///   chrony user, and the management process may not `execve` chronyc.
     /// - **Parent re-checks:** nothing to check; the request has no arguments.
     TimeStatus,
+    /// Would this network configuration apply? (The dry run.)
+    ///
+    /// - **Does:** validates the configuration, renders the nftables ruleset, runs
+    ///   `nft -c -f -` on it and checks that every interface it names exists; changes nothing.
+    ///   Replies [`Reply::NetworkChecked`] or [`Reply::NetworkRefused`] with the step and the
+    ///   first lines of nft's standard error.
+    /// - **Needs root because:** `nft -c` talks to the kernel's nftables over netlink, which
+    ///   needs `CAP_NET_ADMIN`; the management process may neither `execve` nor open netlink
+    ///   sockets.
+    /// - **Parent re-checks:** the configuration is typed (`NetworkConfig`: interface names
+    ///   `[A-Za-z0-9._-]{1,15}`, zone and set names, prefixes without host bits, ports, unknown
+    ///   fields refused, so a name with `;` or of 16 bytes does not even parse and ends the
+    ///   child's session) and validated again across fields (`NetworkConfig::validate`) before
+    ///   anything runs. The parent renders the ruleset itself; no text from the child reaches
+    ///   nft or ip.
+    CheckNetwork {
+        /// The candidate configuration.
+        config: Box<NetworkConfig>,
+    },
+    /// Put this network configuration in force.
+    ///
+    /// - **Does:** everything [`Request::CheckNetwork`] does, then loads the ruleset with
+    ///   `nft -f -` (one transaction, replacing only mamori's tables) and sets the configured
+    ///   interfaces up, their addresses and mamori's static routes with one `ip -batch`
+    ///   (`mamori_netconfig::Applier`). If that fails half-way, the previous addresses, routes
+    ///   and ruleset are put back. Replies [`Reply::NetworkApplied`] with the step times, or
+    ///   [`Reply::NetworkRefused`] with the step, bounded detail and what became of the state.
+    /// - **Needs root because:** `CAP_NET_ADMIN` (nftables, addresses, routes) and `execve`.
+    /// - **Parent re-checks:** as [`Request::CheckNetwork`]; it also keeps the record of the
+    ///   addresses it set (`STATE/network/addresses.json`, root 0600) and removes only those.
+    ApplyNetwork {
+        /// The configuration to apply.
+        config: Box<NetworkConfig>,
+    },
 }
 
 /// The range a manual time must lie in, shared with the management process's own check
@@ -102,6 +136,8 @@ impl Request {
             Self::SetTime { .. } => "SetTime",
             Self::ApplyTime { .. } => "ApplyTime",
             Self::TimeStatus => "TimeStatus",
+            Self::CheckNetwork { .. } => "CheckNetwork",
+            Self::ApplyNetwork { .. } => "ApplyNetwork",
         }
     }
 }
@@ -147,6 +183,35 @@ pub enum Reply {
     TimeStatus {
         /// chronyd's state, its status and its recent step notices (at most 16).
         report: Box<NtpReport>,
+    },
+    /// The answer to [`Request::CheckNetwork`]: `nft -c` accepted the ruleset and the
+    /// interfaces exist.
+    NetworkChecked {
+        /// Validate + render, in milliseconds.
+        render_ms: u64,
+        /// `nft -c`, in milliseconds.
+        check_ms: u64,
+    },
+    /// The answer to [`Request::ApplyNetwork`]: the configuration is in force.
+    NetworkApplied {
+        /// Validate + render, in milliseconds.
+        render_ms: u64,
+        /// `nft -c`, in milliseconds.
+        check_ms: u64,
+        /// `nft -f`, in milliseconds.
+        load_ms: u64,
+        /// Reading the state, the address record, links, addresses and routes, in milliseconds.
+        addresses_ms: u64,
+    },
+    /// The answer to [`Request::CheckNetwork`] or [`Request::ApplyNetwork`] when a step failed.
+    NetworkRefused {
+        /// The step that failed.
+        step: ApplyStep,
+        /// The first lines of the tool's standard error or the first validation problems (at
+        /// most 8 lines, 1 KiB).
+        detail: String,
+        /// What became of the kernel's state.
+        rollback: Rollback,
     },
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
@@ -199,6 +264,36 @@ impl fmt::Debug for Reply {
             Self::TimeStatus { report } => f
                 .debug_struct("TimeStatus")
                 .field("report", report)
+                .finish(),
+            Self::NetworkChecked {
+                render_ms,
+                check_ms,
+            } => f
+                .debug_struct("NetworkChecked")
+                .field("render_ms", render_ms)
+                .field("check_ms", check_ms)
+                .finish(),
+            Self::NetworkApplied {
+                render_ms,
+                check_ms,
+                load_ms,
+                addresses_ms,
+            } => f
+                .debug_struct("NetworkApplied")
+                .field("render_ms", render_ms)
+                .field("check_ms", check_ms)
+                .field("load_ms", load_ms)
+                .field("addresses_ms", addresses_ms)
+                .finish(),
+            Self::NetworkRefused {
+                step,
+                detail,
+                rollback,
+            } => f
+                .debug_struct("NetworkRefused")
+                .field("step", step)
+                .field("detail", detail)
+                .field("rollback", rollback)
                 .finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
@@ -272,6 +367,47 @@ mod tests {
                 serde_json::from_str::<Request>(bad).is_err(),
                 "accepted {bad}"
             );
+        }
+    }
+
+    #[test]
+    fn network_requests_carry_a_typed_configuration_and_nothing_else() {
+        let cfg = |ifname: &str| {
+            format!(
+                r#"{{"interfaces":[{{"name":"{ifname}","role":"lan","addresses":["192.168.1.1/24"]}}],"firewall":{{"zones":[{{"name":"lan","interfaces":["eth1"]}}]}},"management":{{"port":443,"zones":["lan"],"sources":[]}}}}"#
+            )
+        };
+        for op in ["CheckNetwork", "ApplyNetwork"] {
+            let good = format!(r#"{{"op":"{op}","args":{{"config":{}}}}}"#, cfg("eth1"));
+            match serde_json::from_str::<Request>(&good) {
+                Ok(Request::CheckNetwork { config } | Request::ApplyNetwork { config }) => {
+                    assert_eq!(config.interfaces.len(), 1);
+                }
+                other => panic!("{other:?}"),
+            }
+            for bad in [
+                format!(
+                    r#"{{"op":"{op}","args":{{"config":{}}}}}"#,
+                    cfg("eth1;reboot")
+                ),
+                format!(
+                    r#"{{"op":"{op}","args":{{"config":{}}}}}"#,
+                    cfg("abcdefghijklmnop")
+                ),
+                format!(r#"{{"op":"{op}","args":{{"config":{}}}}}"#, cfg("eth1\nx")),
+                format!(r#"{{"op":"{op}","args":{{"config":{}}}}}"#, cfg("")),
+                format!(
+                    r#"{{"op":"{op}","args":{{"config":{},"ruleset":"flush ruleset"}}}}"#,
+                    cfg("eth1")
+                ),
+                format!(r#"{{"op":"{op}","args":{{}}}}"#),
+                format!(r#"{{"op":"{op}"}}"#),
+            ] {
+                assert!(
+                    serde_json::from_str::<Request>(&bad).is_err(),
+                    "accepted {bad}"
+                );
+            }
         }
     }
 

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
+use mamori_netconfig::{Applier, NetworkConfig, Rollback};
 use mamori_time::{NtpDaemon, TimeConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
@@ -56,6 +57,11 @@ pub const DATA_KEY_FILE: &str = "keys/data-key.wrapped";
 /// whether NTP synchronisation runs ([`Request::SetTime`] is refused then unless forced). The
 /// time crate's chrony driver writes its files under the same directory.
 pub use mamori_time::render::CHRONY_PID_FILE;
+/// The directory (under the state directory) of the network applier's record: root, 0700.
+pub const NETWORK_DIR: &str = "network";
+/// The record of the addresses the parent set (`ApplyNetwork`), relative to the state
+/// directory. Only addresses listed here are ever removed.
+pub const NETWORK_RECORD_FILE: &str = "network/addresses.json";
 /// The directories (under the state directory) that belong to the management process: the
 /// encrypted store, the audit segments, the TLS identity and runtime files (sockets).
 pub const CHILD_DIRS: [&str; 4] = ["store", "audit", "tls", "run"];
@@ -119,6 +125,8 @@ pub struct Dispatcher {
     child_restarts: AtomicU32,
     data_key_given: AtomicBool,
     ntp: Mutex<NtpDaemon>,
+    /// One network apply at a time.
+    network: Mutex<Applier>,
 }
 
 impl Dispatcher {
@@ -131,6 +139,7 @@ impl Dispatcher {
         let state_dir = state_dir.into();
         Self {
             ntp: Mutex::new(NtpDaemon::for_device(&state_dir)),
+            network: Mutex::new(Applier::new(state_dir.join(NETWORK_RECORD_FILE))),
             state_dir,
             started_at_unix,
             child_restarts: AtomicU32::new(0),
@@ -147,6 +156,15 @@ impl Dispatcher {
         d
     }
 
+    /// Like [`Dispatcher::new`], with its own network applier (tests: another namespace).
+    pub fn with_network(state_dir: impl Into<PathBuf>, applier: Applier) -> Self {
+        let d = Self::new(state_dir);
+        *d.network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = applier;
+        d
+    }
+
     /// Executes one request. This is the only place a request turns into an action.
     pub fn dispatch(&self, request: Request) -> Reply {
         match request {
@@ -155,6 +173,79 @@ impl Dispatcher {
             Request::SetTime { unix_ms, force } => self.set_time(unix_ms, force),
             Request::ApplyTime { config } => self.apply_time(config),
             Request::TimeStatus => self.time_status(),
+            Request::CheckNetwork { config } => self.network(&config, false),
+            Request::ApplyNetwork { config } => self.network(&config, true),
+        }
+    }
+
+    /// `CheckNetwork` (`apply` false) and `ApplyNetwork`. The configuration parsed as typed
+    /// values on the way in; [`Applier::check`] validates it again across fields before nft or
+    /// ip run, and renders the ruleset here.
+    fn network(&self, config: &NetworkConfig, apply: bool) -> Reply {
+        let op = if apply {
+            "ApplyNetwork"
+        } else {
+            "CheckNetwork"
+        };
+        let interfaces = config.interfaces.len();
+        let rules = config.firewall.rules.len();
+        // A panic while holding it left the kernel as the applier's restore left it.
+        let applier = self
+            .network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(errors) = config.validate() {
+            let reply = Reply::NetworkRefused {
+                step: mamori_netconfig::ApplyStep::Validate,
+                detail: mamori_netconfig::apply::bounded(
+                    &errors
+                        .0
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                rollback: Rollback::NothingChanged,
+            };
+            tracing::warn!(target: "mamori::privsep", audit = true, op, ?reply, "refused: invalid network configuration");
+            return reply;
+        }
+        if apply && let Some(dir) = applier.record_path().parent() {
+            let me = (Uid::effective(), Gid::effective());
+            if let Err(e) = ensure_dir(dir, 0o700, me) {
+                tracing::error!(target: "mamori::privsep", op, error = %e, "network record directory");
+                return Reply::Failed {
+                    reason: "the network record directory could not be prepared".to_owned(),
+                };
+            }
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let result = if apply {
+            applier.apply(config).map(|a| Reply::NetworkApplied {
+                render_ms: ms(a.render),
+                check_ms: ms(a.check),
+                load_ms: ms(a.load),
+                addresses_ms: ms(a.addresses),
+            })
+        } else {
+            applier.check(config).map(|p| Reply::NetworkChecked {
+                render_ms: ms(p.render),
+                check_ms: ms(p.check),
+            })
+        };
+        match result {
+            Ok(reply) => {
+                tracing::warn!(target: "mamori::privsep", audit = apply, op, interfaces, rules, ?reply, "network configuration accepted");
+                reply
+            }
+            Err(e) => {
+                tracing::warn!(target: "mamori::privsep", audit = true, op, step = %e.step, detail = %e.detail, rollback = ?e.rollback, "network configuration refused");
+                Reply::NetworkRefused {
+                    step: e.step,
+                    detail: e.detail,
+                    rollback: e.rollback,
+                }
+            }
         }
     }
 
