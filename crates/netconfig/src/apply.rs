@@ -185,9 +185,12 @@ pub struct Applied {
     pub render: Duration,
     /// `nft -c`.
     pub check: Duration,
+    /// Reading what a failure would put back (mamori's tables with `nft -s list table`, links,
+    /// addresses, routes) and writing the address record. Grows with the ruleset in force.
+    pub snapshot: Duration,
     /// `nft -f`.
     pub load: Duration,
-    /// Reading the state before, the record, and the `ip -batch` of links, addresses, routes.
+    /// The one `ip -batch` of links, addresses and routes.
     pub addresses: Duration,
 }
 
@@ -422,8 +425,9 @@ impl Applier {
         Ok(Applied {
             render: p.render,
             check: p.check,
+            snapshot: before_load,
             load,
-            addresses: before_load + started.elapsed(),
+            addresses: started.elapsed(),
         })
     }
 

@@ -61,6 +61,8 @@ pub enum NetworkOutcome {
         render_ms: u64,
         /// `nft -c`, in milliseconds.
         check_ms: u64,
+        /// Reading what a failure would put back, in milliseconds.
+        snapshot_ms: u64,
         /// `nft -f`, in milliseconds.
         load_ms: u64,
         /// Links, addresses and routes, in milliseconds.
@@ -228,11 +230,13 @@ impl Parent {
             Reply::NetworkApplied {
                 render_ms,
                 check_ms,
+                snapshot_ms,
                 load_ms,
                 addresses_ms,
             } => Ok(NetworkOutcome::Applied {
                 render_ms,
                 check_ms,
+                snapshot_ms,
                 load_ms,
                 addresses_ms,
             }),

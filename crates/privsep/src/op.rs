@@ -198,6 +198,8 @@ pub enum Reply {
         render_ms: u64,
         /// `nft -c`, in milliseconds.
         check_ms: u64,
+        /// Reading what a failure would put back, in milliseconds.
+        snapshot_ms: u64,
         /// `nft -f`, in milliseconds.
         load_ms: u64,
         /// Reading the state, the address record, links, addresses and routes, in milliseconds.
@@ -276,12 +278,14 @@ impl fmt::Debug for Reply {
             Self::NetworkApplied {
                 render_ms,
                 check_ms,
+                snapshot_ms,
                 load_ms,
                 addresses_ms,
             } => f
                 .debug_struct("NetworkApplied")
                 .field("render_ms", render_ms)
                 .field("check_ms", check_ms)
+                .field("snapshot_ms", snapshot_ms)
                 .field("load_ms", load_ms)
                 .field("addresses_ms", addresses_ms)
                 .finish(),

@@ -224,6 +224,7 @@ impl Dispatcher {
             applier.apply(config).map(|a| Reply::NetworkApplied {
                 render_ms: ms(a.render),
                 check_ms: ms(a.check),
+                snapshot_ms: ms(a.snapshot),
                 load_ms: ms(a.load),
                 addresses_ms: ms(a.addresses),
             })

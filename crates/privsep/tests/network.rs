@@ -272,8 +272,12 @@ fn the_root_parent_applies_a_network_configuration_in_a_namespace_and_kills_a_ho
     let applied = &first["apply"]["Ok"];
     check!(applied["result"] == "applied", "ApplyNetwork: {first}");
     println!(
-        "  through privsep, factory for 2 interfaces: render {} ms, nft -c {} ms, nft -f {} ms, addresses {} ms",
-        applied["render_ms"], applied["check_ms"], applied["load_ms"], applied["addresses_ms"]
+        "  through privsep, factory for 2 interfaces: render {} ms, nft -c {} ms, snapshot {} ms, nft -f {} ms, addresses {} ms",
+        applied["render_ms"],
+        applied["check_ms"],
+        applied["snapshot_ms"],
+        applied["load_ms"],
+        applied["addresses_ms"]
     );
     let invalid = &first["invalid"]["Ok"];
     check!(
