@@ -398,7 +398,7 @@ impl Applier {
         let started = Instant::now();
         let lines = plan(&p, &snapshot, &record);
         if let Err((step, detail)) = self.batch(&lines, false) {
-            let rollback = match self.restore(&snapshot) {
+            let rollback = match self.restore(&snapshot, &p.addresses) {
                 Ok(()) => {
                     // Back where it was: the old record is true again.
                     let _ = self.write_record(&record);
@@ -669,8 +669,13 @@ impl Applier {
         })
     }
 
-    /// Puts back the links, addresses, routes and tables of `snap`.
-    fn restore(&self, snap: &Snapshot) -> Result<(), String> {
+    /// Puts back the links, addresses, routes and tables of `snap`. Only addresses this apply
+    /// meant to add (`added`) are deleted, so one that another program set meanwhile stays.
+    fn restore(
+        &self,
+        snap: &Snapshot,
+        added: &BTreeMap<String, BTreeSet<IpNet>>,
+    ) -> Result<(), String> {
         let mut problems = Vec::new();
         let now_links = self.links()?;
         let now_routes = self.routes()?;
@@ -684,8 +689,11 @@ impl Applier {
             let Some(now) = now_links.get(name) else {
                 continue;
             };
+            let ours = added.get(name);
             for a in now.addresses.difference(&was.addresses) {
-                lines.push((ApplyStep::Addresses, format!("address del {a} dev {name}")));
+                if ours.is_some_and(|o| o.contains(a)) {
+                    lines.push((ApplyStep::Addresses, format!("address del {a} dev {name}")));
+                }
             }
             for a in was.addresses.difference(&now.addresses) {
                 lines.push((ApplyStep::Addresses, format!("address add {a} dev {name}")));
@@ -732,13 +740,13 @@ fn default_metric(gateway: IpAddr) -> u32 {
     if gateway.is_ipv4() { 0 } else { 1024 }
 }
 
+/// Deletes one of mamori's routes. Only typed values reach the line (no device name read from
+/// the kernel).
 fn route_del(r: &RouteKey) -> String {
-    let mut line = format!("route del {} via {} metric {}", r.dst, r.gateway, r.metric);
-    if let Some(dev) = &r.dev {
-        line.push_str(&format!(" dev {dev}"));
-    }
-    line.push_str(&format!(" proto {ROUTE_PROTO}"));
-    line
+    format!(
+        "route del {} via {} metric {} proto {ROUTE_PROTO}",
+        r.dst, r.gateway, r.metric
+    )
 }
 
 fn route_replace(r: &RouteKey) -> String {
