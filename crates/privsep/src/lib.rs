@@ -28,6 +28,10 @@
 //! - The clock is set only through [`op::Request::SetTime`]: a number of milliseconds, checked
 //!   again by the parent (not before this build's date, before 2100, refused while mamori's
 //!   chronyd runs unless forced); the parent reads the clock before and after and says both.
+//! - The network is changed only through [`op::Request::ApplyNetwork`] (and dry-run through
+//!   [`op::Request::CheckNetwork`]): a typed `NetworkConfig` whose names cannot carry nft or ip
+//!   syntax, validated again by the parent, which renders the ruleset itself and runs
+//!   `mamori_netconfig::Applier`; the answer carries a step and at most 1 KiB of detail.
 //! - The child is a fresh `execve` of the binary, so nothing in the parent's memory reaches it.
 //!   It gets the socketpair as its standard input, the parent's standard output and error, and a
 //!   filtered environment; every other descriptor is close-on-exec.
@@ -52,8 +56,8 @@
 //!
 //! It does not choose what the management process serves, does not open sockets, does not write
 //! the audit log (it logs through `tracing`; the daemon routes that), and does not implement the
-//! later operations (reboot, wipe) yet. There is no `unsafe`
-//! here: nix, caps, landlock and seccompiler provide the system calls.
+//! later operations (reboot, wipe) yet. There is no `unsafe` here: nix, caps, landlock and
+//! seccompiler provide the system calls.
 
 use std::io;
 use std::path::PathBuf;
