@@ -28,7 +28,7 @@
 //!
 //! # Why `ip -batch` and not rtnetlink
 //!
-//! The lab crate made the same choice ([`docs/lab.md`]): one process per step, a failing line
+//! The lab crate made the same choice (`docs/lab.md`): one process per step, a failing line
 //! reported by number (`Command failed -:N`), the same text an operator would type, no async
 //! runtime in the parent, and no netlink message building in our code. A few milliseconds of
 //! `execve` are noise next to `nft` (tens of milliseconds); the privileged parent is allowed to
