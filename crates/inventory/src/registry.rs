@@ -1,0 +1,182 @@
+//! The listener registry: every socket mamori can open, and every service it deliberately does
+//! not serve. A listener that is not here must not exist; [`crate::check`] reports it as
+//! unexpected when it does.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::Transport;
+
+/// A text in both languages of the documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Text {
+    /// English.
+    pub en: &'static str,
+    /// Japanese.
+    pub ja: &'static str,
+}
+
+/// Who can reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Exposure {
+    /// An open port on the network.
+    Network,
+    /// A local socket, not reachable from the network.
+    Local,
+    /// Deliberately not served: no socket is opened for it.
+    NotServed,
+}
+
+/// Where the address and port come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "source", content = "value")]
+pub enum PortSource {
+    /// `mamorid --listen ADDRESS:PORT` (default `127.0.0.1:8443`).
+    Listen,
+    /// A path under the state directory.
+    Path(&'static str),
+    /// A fixed port that stays closed (the service's well-known port).
+    Closed(u16),
+}
+
+/// One declared listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Listener {
+    /// A stable identifier (`https`, `console`, `ntp-server`…).
+    pub id: &'static str,
+    /// What it is for.
+    pub purpose: Text,
+    /// TCP, UDP or Unix.
+    pub transport: Transport,
+    /// Network, local, or deliberately not served.
+    pub exposure: Exposure,
+    /// Where its address and port come from.
+    pub port: PortSource,
+    /// When it is open.
+    pub opens: Text,
+    /// The authentication it requires.
+    pub authentication: Text,
+    /// Which requirements it answers.
+    pub answers: &'static [&'static str],
+}
+
+/// Every listener of the product, in the order of the documentation.
+pub fn listeners() -> Vec<Listener> {
+    vec![
+        Listener {
+            id: "https",
+            purpose: Text {
+                en: "Management: the web UI and the JSON API under /api/v1 (HTTPS, TLS 1.2/1.3 only)",
+                ja: "管理：Web UI と /api/v1 の JSON API（HTTPS、TLS 1.2/1.3 のみ）",
+            },
+            transport: Transport::Tcp,
+            exposure: Exposure::Network,
+            port: PortSource::Listen,
+            opens: Text {
+                en: "From the start of mamorid until it stops, on the address of --listen only",
+                ja: "mamorid の起動から停止まで、--listen のアドレスのみ",
+            },
+            authentication: Text {
+                en: "Password (and second factor if enrolled) or API token; only login and /healthz answer without it; source allowlist before TLS",
+                ja: "パスワード（登録済みなら二要素目）または API トークン。認証なしで応答するのはログインと /healthz のみ。TLS の前に接続元の許可リストを適用",
+            },
+            answers: &["S3.1-23 R1", "S3.1-01 R1", "S3.1-24"],
+        },
+        Listener {
+            id: "console",
+            purpose: Text {
+                en: "Local console: the CLI on the device itself (access without the network)",
+                ja: "ローカルコンソール：機器上の CLI（ネットワークを介さないアクセス）",
+            },
+            transport: Transport::Unix,
+            exposure: Exposure::Local,
+            port: PortSource::Path("run/console.sock"),
+            opens: Text {
+                en: "From the start of mamorid until it stops; mode 0600, owned by the management user",
+                ja: "mamorid の起動から停止まで。モード 0600、管理ユーザ所有",
+            },
+            authentication: Text {
+                en: "Password, as over the network (console recovery: local access only)",
+                ja: "ネットワーク経由と同じくパスワード（コンソール復旧はローカルのみ）",
+            },
+            answers: &["S3.1-01 R6", "S3.1-23 R1"],
+        },
+        Listener {
+            id: "ntp-server",
+            purpose: Text {
+                en: "NTP server: not served. chronyd runs as a client only (`port 0`), so monlist and every other NTP request gets no answer",
+                ja: "NTP サーバ：提供しない。chronyd はクライアントとしてのみ動作（`port 0`）し、monlist などの NTP 要求に応答しない",
+            },
+            transport: Transport::Udp,
+            exposure: Exposure::NotServed,
+            port: PortSource::Closed(123),
+            opens: Text {
+                en: "Never",
+                ja: "開かない",
+            },
+            authentication: Text {
+                en: "Not applicable",
+                ja: "該当なし",
+            },
+            answers: &["S3.1-26 R1", "S3.1-26 R2"],
+        },
+        Listener {
+            id: "chronyd-command",
+            purpose: Text {
+                en: "chronyd's network command port: not served (`cmdport 0`); mamorid talks to chronyd over its root-only Unix socket",
+                ja: "chronyd のネットワークコマンドポート：提供しない（`cmdport 0`）。mamorid は root 専用の Unix ソケットで chronyd と通信",
+            },
+            transport: Transport::Udp,
+            exposure: Exposure::NotServed,
+            port: PortSource::Closed(323),
+            opens: Text {
+                en: "Never",
+                ja: "開かない",
+            },
+            authentication: Text {
+                en: "Not applicable",
+                ja: "該当なし",
+            },
+            answers: &["S3.1-26 R1"],
+        },
+        Listener {
+            id: "dns",
+            purpose: Text {
+                en: "DNS resolver or forwarder: not served, so DNS ANY requests get no answer",
+                ja: "DNS リゾルバ・フォワーダ：提供しない。DNS ANY 要求に応答しない",
+            },
+            transport: Transport::Udp,
+            exposure: Exposure::NotServed,
+            port: PortSource::Closed(53),
+            opens: Text {
+                en: "Never",
+                ja: "開かない",
+            },
+            authentication: Text {
+                en: "Not applicable",
+                ja: "該当なし",
+            },
+            answers: &["S3.1-26 R1", "S3.1-26 R2"],
+        },
+        Listener {
+            id: "ssdp",
+            purpose: Text {
+                en: "UPnP/SSDP: not served, so M-SEARCH gets no answer",
+                ja: "UPnP/SSDP：提供しない。M-SEARCH に応答しない",
+            },
+            transport: Transport::Udp,
+            exposure: Exposure::NotServed,
+            port: PortSource::Closed(1900),
+            opens: Text {
+                en: "Never",
+                ja: "開かない",
+            },
+            authentication: Text {
+                en: "Not applicable",
+                ja: "該当なし",
+            },
+            answers: &["S3.1-26 R1", "S3.1-26 R2"],
+        },
+    ]
+}
