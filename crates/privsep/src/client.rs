@@ -253,6 +253,15 @@ impl Parent {
         }
     }
 
+    /// Asks the parent for the live sockets of the device's network namespace
+    /// ([`Request::Sockets`]); the flag says the list was cut at [`crate::op::MAX_SOCKETS`].
+    pub fn sockets(&self) -> Result<(Vec<mamori_inventory::LiveSocket>, bool)> {
+        match self.call(Request::Sockets)? {
+            Reply::Sockets { sockets, truncated } => Ok((sockets, truncated)),
+            other => Err(unexpected("Sockets", other)),
+        }
+    }
+
     fn call(&self, request: Request) -> Result<Reply> {
         match self {
             Self::Channel(channel) => {

@@ -15,6 +15,7 @@
 use std::fmt;
 
 use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
+use mamori_inventory::LiveSocket;
 use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -119,7 +120,23 @@ pub enum Request {
         /// The configuration to apply.
         config: Box<NetworkConfig>,
     },
+    /// Which sockets are open in the device's network namespace?
+    ///
+    /// - **Does:** reads `/proc/net/{tcp,tcp6,udp,udp6}` (TCP in LISTEN, UDP bound and not
+    ///   connected) and attributes each socket to a process through `/proc/<pid>/fd`
+    ///   (mamorid, its management process, its chronyd, or another); replies
+    ///   [`Reply::Sockets`] with at most [`MAX_SOCKETS`] of them. The management process
+    ///   compares them with the listener registry (`mamori_inventory::check`).
+    /// - **Needs root because:** the management process is confined by landlock to the state
+    ///   directory (no `/proc/net`), and another user's `/proc/<pid>/fd` is readable only by
+    ///   root.
+    /// - **Parent re-checks:** nothing to check; the request has no arguments. It reads only,
+    ///   and the reply names ports and process names, no file contents.
+    Sockets,
 }
+
+/// The most sockets a [`Reply::Sockets`] carries (well under the wire's frame limit).
+pub const MAX_SOCKETS: usize = 4096;
 
 /// The range a manual time must lie in, shared with the management process's own check
 /// (`mamori_time::set_time`): not before this build's date, before 2100.
@@ -138,6 +155,7 @@ impl Request {
             Self::TimeStatus => "TimeStatus",
             Self::CheckNetwork { .. } => "CheckNetwork",
             Self::ApplyNetwork { .. } => "ApplyNetwork",
+            Self::Sockets => "Sockets",
         }
     }
 }
@@ -214,6 +232,13 @@ pub enum Reply {
         detail: String,
         /// What became of the kernel's state.
         rollback: Rollback,
+    },
+    /// The answer to [`Request::Sockets`].
+    Sockets {
+        /// The live sockets, each with its process when known.
+        sockets: Vec<LiveSocket>,
+        /// More sockets were open than [`MAX_SOCKETS`]; the rest were left out.
+        truncated: bool,
     },
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
@@ -299,6 +324,11 @@ impl fmt::Debug for Reply {
                 .field("detail", detail)
                 .field("rollback", rollback)
                 .finish(),
+            Self::Sockets { sockets, truncated } => f
+                .debug_struct("Sockets")
+                .field("sockets", sockets)
+                .field("truncated", truncated)
+                .finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
         }
@@ -366,6 +396,7 @@ mod tests {
             r#"{"op":"ApplyTime","args":{"config":{"servers":[],"conf":"allow all"}}}"#,
             r#"{"op":"ApplyTime","args":{"config":{"servers":[]},"path":"/etc/chrony.conf"}}"#,
             r#"{"op":"TimeStatus","args":{"verbose":true}}"#,
+            r#"{"op":"Sockets","args":{"pid":1}}"#,
         ] {
             assert!(
                 serde_json::from_str::<Request>(bad).is_err(),

@@ -175,6 +175,7 @@ impl Dispatcher {
             Request::TimeStatus => self.time_status(),
             Request::CheckNetwork { config } => self.network(&config, false),
             Request::ApplyNetwork { config } => self.network(&config, true),
+            Request::Sockets => self.sockets(),
         }
     }
 
@@ -291,6 +292,25 @@ impl Dispatcher {
     fn time_status(&self) -> Reply {
         Reply::TimeStatus {
             report: Box::new(self.ntp().report()),
+        }
+    }
+
+    fn sockets(&self) -> Reply {
+        let known = mamori_inventory::KnownPids {
+            chronyd: self.ntp().pid(),
+        };
+        match mamori_inventory::scan(known) {
+            Ok(mut sockets) => {
+                let truncated = sockets.len() > crate::op::MAX_SOCKETS;
+                sockets.truncate(crate::op::MAX_SOCKETS);
+                Reply::Sockets { sockets, truncated }
+            }
+            Err(e) => {
+                tracing::error!(target: "mamori::privsep", op = "Sockets", error = %e, "the socket tables could not be read");
+                Reply::Failed {
+                    reason: "the socket tables could not be read".into(),
+                }
+            }
         }
     }
 
