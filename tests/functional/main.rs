@@ -13,5 +13,6 @@ mod cli;
 mod console;
 mod forwarding;
 mod mfa;
+mod ports;
 mod tokens_sessions;
 mod users;

@@ -524,6 +524,9 @@ fn hostile_path_parameters_get_404_and_change_nothing() {
     paths.push(("GET", "/api/v1/audit/events?limit=100000".into()));
     paths.push(("GET", "/api/v1/audit/events?limit=x".into()));
     paths.push(("GET", "/api/v1/audit/events?limit=1&extra=1".into()));
+    // The port inventory takes no input: anything below it or another method is refused.
+    paths.push(("GET", "/api/v1/system/ports/..%2f..%2fproc".into()));
+    paths.push(("POST", "/api/v1/system/ports".into()));
     paths.push(("GET", "/api/v1/../../etc/passwd".into()));
     paths.push(("GET", format!("/api/v1/{long}")));
     admin.reauth(ADMIN_PASSWORD);

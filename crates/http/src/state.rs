@@ -97,6 +97,8 @@ pub struct AppState {
     pub forwarding: Arc<dyn crate::handlers::forwarding::ForwardingControl>,
     /// Time: NTP status and configuration, the manual set-time ([`AppState::with_time`]).
     pub time: Arc<dyn crate::handlers::time::TimeControl>,
+    /// The port inventory ([`AppState::with_ports`]).
+    pub ports: crate::handlers::ports::PortsProvider,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -135,6 +137,7 @@ impl AppState {
             store,
             forwarding,
             time: Arc::new(crate::handlers::time::NoTime),
+            ports: crate::handlers::ports::unavailable(),
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
     }
@@ -144,6 +147,14 @@ impl AppState {
     #[must_use]
     pub fn with_time(mut self, time: Arc<dyn crate::handlers::time::TimeControl>) -> Self {
         self.time = time;
+        self
+    }
+
+    /// The same state with the daemon's port inventory (without it, the ports endpoint answers
+    /// with an internal error).
+    #[must_use]
+    pub fn with_ports(mut self, ports: crate::handlers::ports::PortsProvider) -> Self {
+        self.ports = ports;
         self
     }
 

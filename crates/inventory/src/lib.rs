@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 mod registry;
 
-pub use registry::{Exposure, Listener, PortSource, Text, listeners};
+pub use registry::{Exposure, Lang, Listener, PortSource, Text, listeners, markdown_table};
 
 /// TCP or UDP.
 #[derive(

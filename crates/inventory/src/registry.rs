@@ -180,3 +180,65 @@ pub fn listeners() -> Vec<Listener> {
         },
     ]
 }
+
+/// A language of the documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English (`docs/en`).
+    En,
+    /// Japanese (`docs/ja`).
+    Ja,
+}
+
+impl Text {
+    fn get(self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => self.en,
+            Lang::Ja => self.ja,
+        }
+    }
+}
+
+/// The registry as the Markdown table of `docs/{en,ja}/ports.md` (between the
+/// `<!-- registry -->` markers; a test keeps the two equal).
+pub fn markdown_table(lang: Lang) -> String {
+    let header = match lang {
+        Lang::En => {
+            "| id | protocol | port | exposure | purpose | when open | authentication | answers |\n"
+        }
+        Lang::Ja => "| id | プロトコル | ポート | 公開範囲 | 用途 | 開くタイミング | 認証 | 対応要件 |\n",
+    };
+    let mut out = String::from(header);
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for l in listeners() {
+        let protocol = match l.transport {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+            Transport::Unix => "Unix",
+        };
+        let port = match (l.port, lang) {
+            (PortSource::Listen, Lang::En) => "`--listen` (default 127.0.0.1:8443), IPv4 or IPv6".to_string(),
+            (PortSource::Listen, Lang::Ja) => "`--listen`（既定 127.0.0.1:8443）、IPv4 または IPv6".to_string(),
+            (PortSource::Path(p), _) => format!("`STATE/{p}`"),
+            (PortSource::Closed(n), Lang::En) => format!("{n} (closed, IPv4 and IPv6)"),
+            (PortSource::Closed(n), Lang::Ja) => format!("{n}（閉、IPv4 と IPv6）"),
+        };
+        let exposure = match (l.exposure, lang) {
+            (Exposure::Network, Lang::En) => "open on the network",
+            (Exposure::Network, Lang::Ja) => "ネットワークに開く",
+            (Exposure::Local, Lang::En) => "local only",
+            (Exposure::Local, Lang::Ja) => "ローカルのみ",
+            (Exposure::NotServed, Lang::En) => "not served",
+            (Exposure::NotServed, Lang::Ja) => "提供しない",
+        };
+        out.push_str(&format!(
+            "| `{}` | {protocol} | {port} | {exposure} | {} | {} | {} | {} |\n",
+            l.id,
+            l.purpose.get(lang),
+            l.opens.get(lang),
+            l.authentication.get(lang),
+            l.answers.join(", "),
+        ));
+    }
+    out
+}

@@ -143,3 +143,28 @@ fn the_inventory_serialises_with_its_owner() {
     let back: LiveSocket = serde_json::from_value(v).unwrap();
     assert_eq!(back, s[0]);
 }
+
+/// `docs/{en,ja}/ports.md` carry the registry's table between `<!-- registry -->` and
+/// `<!-- /registry -->`. Run with `MAMORI_BLESS=1` to rewrite them after changing the registry.
+#[test]
+fn the_ports_documents_carry_the_registry() {
+    for (lang, file) in [(Lang::En, "en"), (Lang::Ja, "ja")] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../docs/{file}/ports.md"));
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = ("<!-- registry -->\n", "<!-- /registry -->");
+        let a = doc.find(start).expect("start marker") + start.len();
+        let b = doc.find(end).expect("end marker");
+        let table = markdown_table(lang);
+        if std::env::var_os("MAMORI_BLESS").is_some() {
+            std::fs::write(&path, format!("{}{table}{}", &doc[..a], &doc[b..])).unwrap();
+            continue;
+        }
+        assert_eq!(
+            doc[a..b],
+            table,
+            "{} disagrees with the listener registry (MAMORI_BLESS=1 rewrites it)",
+            path.display()
+        );
+    }
+}

@@ -299,7 +299,20 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         forwarding,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )
-    .with_time(time);
+    .with_time(time)
+    .with_ports({
+        // The parent reads the socket tables (this process cannot, once confined); the
+        // comparison with the listener registry happens here.
+        let parent = parent.clone();
+        let configured = mamori_inventory::Configured { https: args.listen };
+        Arc::new(move || {
+            let (sockets, truncated) = parent.sockets().map_err(|e| e.to_string())?;
+            Ok(mamori_http::handlers::ports::Ports::new(
+                mamori_inventory::check(&configured, sockets),
+                truncated,
+            ))
+        })
+    });
     let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
     runtime.block_on(async move {
