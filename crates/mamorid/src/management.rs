@@ -305,13 +305,15 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         // comparison with the listener registry happens here.
         let parent = parent.clone();
         let configured = mamori_inventory::Configured { https: args.listen };
-        Arc::new(move || {
-            let (sockets, truncated) = parent.sockets().map_err(|e| e.to_string())?;
-            Ok(mamori_http::handlers::ports::Ports::new(
-                mamori_inventory::check(&configured, sockets),
-                truncated,
-            ))
-        })
+        Arc::new(
+            move || -> Result<mamori_http::handlers::ports::Ports, String> {
+                let (sockets, truncated) = parent.sockets().map_err(|e| e.to_string())?;
+                Ok(mamori_http::handlers::ports::Ports::new(
+                    mamori_inventory::check(&configured, sockets),
+                    truncated,
+                ))
+            },
+        )
     });
     let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
