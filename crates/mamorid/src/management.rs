@@ -100,6 +100,12 @@ fn bind_console(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Runs the management process until SIGTERM or SIGINT.
 pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
+    // Started as a re-exec of `/proc/self/exe`, this process would be called "exe" in `ps` and
+    // `/proc/<pid>/comm` (what the port inventory and an administrator see); name it like the
+    // parent.
+    if let Err(e) = nix::sys::prctl::set_name(c"mamorid") {
+        tracing::warn!(error = %e, "the process name could not be set");
+    }
     // Nothing this process creates is for anyone else to read (the certificate is widened
     // explicitly).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
