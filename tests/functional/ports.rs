@@ -1,6 +1,8 @@
 //! S3.1-23 R1, S3.1-26 R1: the port inventory (`GET /api/v1/system/ports`) of a device in its
 //! own network namespace, checked against sockets the test opens there itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 

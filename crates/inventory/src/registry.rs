@@ -206,7 +206,9 @@ pub fn markdown_table(lang: Lang) -> String {
         Lang::En => {
             "| id | protocol | port | exposure | purpose | when open | authentication | answers |\n"
         }
-        Lang::Ja => "| id | プロトコル | ポート | 公開範囲 | 用途 | 開くタイミング | 認証 | 対応要件 |\n",
+        Lang::Ja => {
+            "| id | プロトコル | ポート | 公開範囲 | 用途 | 開くタイミング | 認証 | 対応要件 |\n"
+        }
     };
     let mut out = String::from(header);
     out.push_str("|---|---|---|---|---|---|---|---|\n");
@@ -217,8 +219,12 @@ pub fn markdown_table(lang: Lang) -> String {
             Transport::Unix => "Unix",
         };
         let port = match (l.port, lang) {
-            (PortSource::Listen, Lang::En) => "`--listen` (default 127.0.0.1:8443), IPv4 or IPv6".to_string(),
-            (PortSource::Listen, Lang::Ja) => "`--listen`（既定 127.0.0.1:8443）、IPv4 または IPv6".to_string(),
+            (PortSource::Listen, Lang::En) => {
+                "`--listen` (default 127.0.0.1:8443), IPv4 or IPv6".to_string()
+            }
+            (PortSource::Listen, Lang::Ja) => {
+                "`--listen`（既定 127.0.0.1:8443）、IPv4 または IPv6".to_string()
+            }
             (PortSource::Path(p), _) => format!("`STATE/{p}`"),
             (PortSource::Closed(n), Lang::En) => format!("{n} (closed, IPv4 and IPv6)"),
             (PortSource::Closed(n), Lang::Ja) => format!("{n}（閉、IPv4 と IPv6）"),

@@ -14,8 +14,8 @@
 
 use std::fmt;
 
-use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
 use mamori_inventory::LiveSocket;
+use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
 use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
