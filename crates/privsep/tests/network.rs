@@ -18,12 +18,10 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Case, Lines, TestResult, USER};
+use common::{Case, Lines, TestResult};
 use mamori_netconfig::{Applier, NetworkConfig, NetworkState};
 use mamori_privsep::client::Parent;
 use mamori_privsep::op::Reply;
-use mamori_privsep::parent::{ParentConfig, child_writable_dirs, run_parent};
-use mamori_privsep::sandbox::{SandboxConfig, confine};
 use mamori_privsep::wire;
 use serde_json::{Value, json};
 
@@ -38,12 +36,13 @@ fn factory() -> NetworkConfig {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--demo-parent") {
-        return ExitCode::from(demo_parent(Path::new(&args[i + 1])));
-    }
-    if let Some(i) = args.iter().position(|a| a == "--demo-child") {
-        return ExitCode::from(demo_child(Path::new(&args[i + 1])));
+    // The parent's log (stderr) helps when a case fails.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("mamori=debug")
+        .try_init();
+    if let Some(code) = common::demo_main(demo_child) {
+        return code;
     }
     common::run(&[Case {
         name: "the_root_parent_applies_a_network_configuration_in_a_namespace_and_kills_a_hostile_child",
@@ -55,43 +54,16 @@ fn main() -> ExitCode {
 
 // ---- the demo daemon ---------------------------------------------------------------------
 
-fn demo_parent(state: &Path) -> u8 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter("mamori=debug")
-        .try_init();
-    let cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
-    match run_parent(cfg) {
-        Ok(_) => 0,
-        Err(e) => {
-            println!("PARENT-ERROR {e}");
-            1
-        }
-    }
-}
-
 fn say(tag: &str, v: &Value) {
     println!("{tag} {v}");
     let _ = std::io::stdout().flush();
 }
 
 fn demo_child(state: &Path) -> u8 {
-    let parent = match Parent::from_stdin() {
-        Ok(p) => p,
-        Err(e) => {
-            println!("CHILD-ERROR from_stdin: {e}");
-            return 1;
-        }
+    let (parent, _) = match common::confined_child(state) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let sandbox = SandboxConfig {
-        user: USER.into(),
-        writable_dirs: child_writable_dirs(state),
-        readable_paths: vec![],
-    };
-    if let Err(e) = confine(&sandbox) {
-        println!("CHILD-ERROR confine: {e}");
-        return 1;
-    }
     let store = state.join("store");
     let pid = std::process::id();
     let round = (0..3)

@@ -16,14 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Case, Lines, TestResult, USER};
+use common::{Case, Lines, TestResult};
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
 use mamori_privsep::PrivsepError;
 use mamori_privsep::client::Parent;
-use mamori_privsep::parent::{
-    CHILD_DIRS, DATA_KEY_FILE, KEK_FILE, ParentConfig, child_writable_dirs, run_parent,
-};
-use mamori_privsep::sandbox::{SandboxConfig, confine};
+use mamori_privsep::parent::{CHILD_DIRS, DATA_KEY_FILE, KEK_FILE};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -32,12 +29,13 @@ use serde_json::{Value, json};
 const MISBEHAVE_ENV: &str = "MAMORI_TEST_MISBEHAVE";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--demo-parent") {
-        return ExitCode::from(demo_parent(Path::new(&args[i + 1])));
-    }
-    if let Some(i) = args.iter().position(|a| a == "--demo-child") {
-        return ExitCode::from(demo_child(Path::new(&args[i + 1])));
+    // The parent's log (stderr) helps when a case fails.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("mamori=debug")
+        .try_init();
+    if let Some(code) = common::demo_main(demo_child) {
+        return code;
     }
     common::run(&[
         Case {
@@ -60,46 +58,10 @@ fn main() -> ExitCode {
 
 // ---- the demo daemon ---------------------------------------------------------------------
 
-fn demo_parent(state: &Path) -> u8 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter("mamori=debug")
-        .try_init();
-    let cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
-    match run_parent(cfg) {
-        Ok(exit) => {
-            println!(
-                "PARENT-EXIT {}",
-                json!({"signal": exit.signal.as_str(), "child_restarts": exit.child_restarts})
-            );
-            0
-        }
-        Err(e) => {
-            println!("PARENT-ERROR {e}");
-            1
-        }
-    }
-}
-
 fn demo_child(state: &Path) -> u8 {
-    let parent = match Parent::from_stdin() {
-        Ok(p) => p,
-        Err(e) => {
-            println!("CHILD-ERROR from_stdin: {e}");
-            return 1;
-        }
-    };
-    let sandbox = SandboxConfig {
-        user: USER.into(),
-        writable_dirs: child_writable_dirs(state),
-        readable_paths: vec![],
-    };
-    let report = match confine(&sandbox) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("CHILD-ERROR confine: {e}");
-            return 1;
-        }
+    let (parent, report) = match common::confined_child(state) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     if std::env::var_os(MISBEHAVE_ENV).is_some() {
         let marker = state.join("store/misbehaved");

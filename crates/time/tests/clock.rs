@@ -25,13 +25,11 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use harness::{Case, Lines, TestResult, USER};
+use harness::{Case, Lines, TestResult};
 use mamori_audit::{Event, EventKind, Outcome, Sink};
 use mamori_privsep::PrivsepError;
 use mamori_privsep::client::Parent;
 use mamori_privsep::op::{CLOCK_END_UNIX_MS, clock_floor_unix_ms};
-use mamori_privsep::parent::{ParentConfig, child_writable_dirs, run_parent};
-use mamori_privsep::sandbox::{SandboxConfig, confine};
 use mamori_time::step::{boottime_ns, realtime_ns};
 use mamori_time::{
     Attribution, Chrony, ChronyOptions, ChronyPaths, ManualSetTime, ManualSteps, NtpHost,
@@ -45,12 +43,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--demo-parent") {
-        return ExitCode::from(demo_parent(Path::new(&args[i + 1])));
-    }
-    if let Some(i) = args.iter().position(|a| a == "--demo-child") {
-        return ExitCode::from(demo_child(Path::new(&args[i + 1])));
+    if let Some(code) = harness::demo_main(demo_child) {
+        return code;
     }
     install_restore_hook();
     harness::run(&[
@@ -260,39 +254,16 @@ fn a_real_clock_step_forward_and_back_is_recorded_with_before_and_after() -> Tes
 
 // ---- 2. set-time through the real parent -------------------------------------------------
 
-fn demo_parent(state: &Path) -> u8 {
-    let cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
-    match run_parent(cfg) {
-        Ok(_) => 0,
-        Err(e) => {
-            println!("PARENT-ERROR {e}");
-            1
-        }
-    }
-}
-
 fn line(tag: &str, v: &Value) {
     println!("{tag} {v}");
     let _ = std::io::stdout().flush();
 }
 
 fn demo_child(state: &Path) -> u8 {
-    let parent = match Parent::from_stdin() {
-        Ok(p) => p,
-        Err(e) => {
-            println!("CHILD-ERROR {e}");
-            return 1;
-        }
+    let (parent, _) = match harness::confined_child(state) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let sandbox = SandboxConfig {
-        user: USER.into(),
-        writable_dirs: child_writable_dirs(state),
-        readable_paths: vec![],
-    };
-    if let Err(e) = confine(&sandbox) {
-        println!("CHILD-ERROR confine: {e}");
-        return 1;
-    }
     // The watcher runs confined, under the management process's seccomp list.
     let sink: Arc<dyn Sink> = Arc::new(PrintSink);
     let steps = ManualSteps::default();

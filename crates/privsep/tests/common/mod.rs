@@ -171,3 +171,69 @@ pub fn proc_status(pid: u32, field: &str) -> Result<String, String> {
         .map(|v| v.trim().to_owned())
         .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))
 }
+
+// ---- the demo daemon: this test binary as a real parent and its confined child -----------
+
+/// Runs this test binary as a demo daemon when it was started as one: `--demo-parent STATE`
+/// runs the real privileged parent, which re-executes the binary with `--demo-child STATE`,
+/// handed to `child`. `None` when neither flag is given (then the binary runs its tests).
+pub fn demo_main(child: fn(&Path) -> u8) -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let state = |i: usize| Path::new(args.get(i + 1).map_or("", String::as_str)).to_owned();
+    if let Some(i) = args.iter().position(|a| a == "--demo-parent") {
+        return Some(ExitCode::from(demo_parent(&state(i))));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--demo-child") {
+        return Some(ExitCode::from(child(&state(i))));
+    }
+    None
+}
+
+/// The real parent over `state`, its child this binary with `--demo-child`; prints
+/// `PARENT-EXIT {signal, child_restarts}` or `PARENT-ERROR`.
+fn demo_parent(state: &Path) -> u8 {
+    use mamori_privsep::parent::{ParentConfig, run_parent};
+    let cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
+    match run_parent(cfg) {
+        Ok(exit) => {
+            println!(
+                "PARENT-EXIT {}",
+                serde_json::json!({"signal": exit.signal.as_str(), "child_restarts": exit.child_restarts})
+            );
+            0
+        }
+        Err(e) => {
+            println!("PARENT-ERROR {e}");
+            1
+        }
+    }
+}
+
+/// The child's start, as the management process's: the parent's socket from stdin, then
+/// `confine` as the management user with the state directory's writable parts. A failure is
+/// printed as `CHILD-ERROR …` and becomes the exit code.
+pub fn confined_child(
+    state: &Path,
+) -> Result<
+    (
+        mamori_privsep::client::Parent,
+        mamori_privsep::sandbox::SandboxReport,
+    ),
+    u8,
+> {
+    use mamori_privsep::sandbox::{SandboxConfig, confine};
+    let parent = mamori_privsep::client::Parent::from_stdin().map_err(|e| {
+        println!("CHILD-ERROR from_stdin: {e}");
+        1
+    })?;
+    let sandbox = SandboxConfig {
+        user: USER.into(),
+        writable_dirs: mamori_privsep::parent::child_writable_dirs(state),
+        readable_paths: vec![],
+    };
+    let report = confine(&sandbox).map_err(|e| {
+        println!("CHILD-ERROR confine: {e}");
+        1
+    })?;
+    Ok((parent, report))
+}
