@@ -107,6 +107,21 @@ pub enum EventKind {
     /// The firewall ruleset changed (one nftables generation: what changed, and which process
     /// committed it when the kernel tells); S3.1-35 H.
     FirewallRulesetChanged,
+    /// A network configuration was committed through the pipeline (details: revision, previous
+    /// revision, channel, confirm deadline) or refused before anything changed (details: step,
+    /// reason); S3.1-35 H for the firewall part.
+    ConfigCommitted,
+    /// A committed configuration waiting for confirmation was confirmed (details: revision).
+    ConfigConfirmed,
+    /// A committed configuration was reverted: its apply or health probe failed, its confirm
+    /// window ran out, or mamori restarted during the window (details: from, to, reason).
+    ConfigReverted,
+    /// The network configuration was applied at start (details: revision, step times) or could
+    /// not be (the firewall's start; S3.1-35 H).
+    ConfigApplied,
+    /// Packets dropped by the firewall, summarised over an interval (details: interval, total,
+    /// counts per chain and protocol, the busiest sources and ports); S3.1-35 H.
+    FirewallDropped,
     /// The running software differs from the software of the previous start (version or
     /// executable digest, before and after); S3.1-35 F.
     SoftwareChanged,

@@ -31,6 +31,13 @@ pub struct Args {
     /// a quiet one (docs/en/audit.md).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub audit_capacity_mib: u64,
+    /// The device's factory network configuration (JSON, a `NetworkConfig`: its interfaces with
+    /// their roles and factory addresses, the secure default firewall). Given, mamori manages
+    /// the network: the parent loads the last applied configuration (or this one) before the
+    /// management process starts, and this one is the rescue configuration. Not given, mamori
+    /// touches no interface, route or firewall rule (a development machine).
+    #[arg(long)]
+    pub factory_network: Option<PathBuf>,
     /// Internal: run as the management process under a privileged parent.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -43,6 +50,9 @@ impl Args {
         self.state_dir = std::path::absolute(&self.state_dir)?;
         if let Some(p) = &self.provision_file {
             self.provision_file = Some(std::path::absolute(p)?);
+        }
+        if let Some(p) = &self.factory_network {
+            self.factory_network = Some(std::path::absolute(p)?);
         }
         Ok(())
     }
@@ -73,6 +83,9 @@ impl Args {
         ]);
         if let Some(p) = &self.provision_file {
             out.extend(["--provision-file".into(), p.clone().into_os_string()]);
+        }
+        if let Some(p) = &self.factory_network {
+            out.extend(["--factory-network".into(), p.clone().into_os_string()]);
         }
         if let Some(m) = &self.model {
             out.extend(["--model".into(), m.into()]);

@@ -381,6 +381,36 @@ const EVENTS: &[(&str, usize, &str, &str)] = &[
         "Firewall rules changed",
         "ファイアウォールルールの変更",
     ),
+    (
+        "config_committed",
+        2,
+        "Network configuration committed",
+        "ネットワーク設定の確定",
+    ),
+    (
+        "config_confirmed",
+        2,
+        "Network configuration confirmed",
+        "ネットワーク設定の承認",
+    ),
+    (
+        "config_reverted",
+        2,
+        "Network configuration reverted",
+        "ネットワーク設定の切り戻し",
+    ),
+    (
+        "config_applied",
+        2,
+        "Network configuration applied at start",
+        "起動時のネットワーク設定適用",
+    ),
+    (
+        "firewall_dropped",
+        2,
+        "Packets dropped by the firewall",
+        "ファイアウォールによる破棄",
+    ),
     ("time_changed", 2, "Clock changed", "時刻の変更"),
     (
         "time_sync_changed",
