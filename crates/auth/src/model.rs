@@ -84,6 +84,10 @@ pub enum Permission {
     UsersManage,
     /// Read and change security settings (auth policy, management access).
     SecurityManage,
+    /// Read the network configuration, its revisions and diffs.
+    ConfigRead,
+    /// Commit, confirm and roll back network configurations.
+    ConfigManage,
 }
 
 impl Role {
@@ -95,8 +99,14 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Operator | Role::Viewer => matches!(permission, OwnAccount | DeviceRead),
-            Role::Auditor => matches!(permission, OwnAccount | DeviceRead | AuditRead),
+            // Operators run the network; they do not manage accounts or security settings.
+            Role::Operator => matches!(
+                permission,
+                OwnAccount | DeviceRead | ConfigRead | ConfigManage
+            ),
+            Role::Viewer => matches!(permission, OwnAccount | DeviceRead),
+            // Auditors review what the device was configured to do, and change nothing.
+            Role::Auditor => matches!(permission, OwnAccount | DeviceRead | AuditRead | ConfigRead),
         }
     }
 

@@ -154,6 +154,9 @@ pub enum Command {
     /// Time: synchronisation status, time servers, set the clock by hand.
     #[command(subcommand)]
     Time(TimeCmd),
+    /// The network configuration: show, history, diff, check, commit, edit, confirm, rollback.
+    #[command(subcommand)]
+    Config(crate::commands::config::ConfigCmd),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// On the host, as root: the lab (network namespaces: wan host, gateway, lan hosts).

@@ -126,6 +126,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliError> {
         Command::Settings(cmd) => commands::settings::run(ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(ctx, cmd).await,
         Command::Time(cmd) => commands::time::run(ctx, cmd).await,
+        Command::Config(cmd) => commands::config::run(ctx, cmd).await,
         Command::Lab(_) => Err(CliError::Usage("`lab` runs locally".into())),
         Command::Recover { .. } => Err(CliError::Usage(
             "`recover` works only on the local console: add --console".into(),

@@ -39,31 +39,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .await
             .map_err(|_| ApiError::BodyTimeout)?
             .map_err(|_| ApiError::BodyTooLarge)?;
-        // A body is always a JSON object: serde would also accept a positional array for a
-        // struct, which the schema does not allow. Decoding straight from the text (not via a
-        // JSON value) keeps serde's refusal of duplicate fields.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::BadRequest(
-                "the body must be a JSON object".into(),
-            ));
-        }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            use serde_json::error::Category;
-            let inner = e.inner();
-            ApiError::BadRequest(match inner.classify() {
-                Category::Syntax | Category::Eof | Category::Io => format!(
-                    "malformed JSON at line {} column {}",
-                    inner.line(),
-                    inner.column()
-                ),
-                Category::Data => describe(e.path(), inner),
-            })
-        })?;
-        de.end()
-            .map_err(|_| ApiError::BadRequest("trailing data after the JSON object".into()))?;
-        Ok(ApiJson(value))
+        decode_json(&bytes).map(ApiJson)
     }
+}
+
+/// Decodes a JSON object body the way [`ApiJson`] does (an object only, no duplicate or unknown
+/// fields, no trailing data; messages name the field and never echo the input), for handlers
+/// that read a larger body themselves.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A body is always a JSON object: serde would also accept a positional array for a
+    // struct, which the schema does not allow. Decoding straight from the text (not via a
+    // JSON value) keeps serde's refusal of duplicate fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        use serde_json::error::Category;
+        let inner = e.inner();
+        ApiError::BadRequest(match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => format!(
+                "malformed JSON at line {} column {}",
+                inner.line(),
+                inner.column()
+            ),
+            Category::Data => describe(e.path(), inner),
+        })
+    })?;
+    de.end()
+        .map_err(|_| ApiError::BadRequest("trailing data after the JSON object".into()))?;
+    Ok(value)
 }
 
 /// A message about a bad value that names the field and what JSON is expected, in our words:
@@ -212,6 +219,9 @@ pub type PasswordText = Text<1, 128>;
 pub struct ConnInfo {
     /// Channel and peer address.
     pub origin: Origin,
+    /// The device's address and port the connection arrived at (none on the console): what
+    /// the anti-lockout check of a network change protects.
+    pub local: Option<std::net::SocketAddr>,
 }
 
 /// The authenticated caller, placed in the request by the access guard.

@@ -184,6 +184,10 @@ pub async fn serve_https(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .ok()
+            .map(|a| std::net::SocketAddr::new(canonical(a.ip()), a.port()));
         // Per connection, so a changed TLS setting applies to the next connection.
         let acceptor = TlsAcceptor::from(state.tls.config());
         let router = router.clone();
@@ -197,6 +201,7 @@ pub async fn serve_https(
             };
             let conn = ConnInfo {
                 origin: Origin::https(ip),
+                local,
             };
             let builder = connection_builder(&limits);
             let serve = builder.serve_connection(TokioIo::new(tls), service(router, conn));
@@ -234,6 +239,7 @@ pub async fn serve_console(listener: UnixListener, state: AppState, limits: Limi
             let _permit = permit;
             let conn = ConnInfo {
                 origin: Origin::CONSOLE,
+                local: None,
             };
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())

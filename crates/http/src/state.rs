@@ -99,6 +99,9 @@ pub struct AppState {
     pub time: Arc<dyn crate::handlers::time::TimeControl>,
     /// The port inventory ([`AppState::with_ports`]).
     pub ports: crate::handlers::ports::PortsProvider,
+    /// Network management ([`AppState::with_network`]); none when the device manages no
+    /// network (no `--factory-network`).
+    pub network: Option<Arc<crate::handlers::config::Network>>,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -138,6 +141,7 @@ impl AppState {
             forwarding,
             time: Arc::new(crate::handlers::time::NoTime),
             ports: crate::handlers::ports::unavailable(),
+            network: None,
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
     }
@@ -147,6 +151,13 @@ impl AppState {
     #[must_use]
     pub fn with_time(mut self, time: Arc<dyn crate::handlers::time::TimeControl>) -> Self {
         self.time = time;
+        self
+    }
+
+    /// The same state with network management.
+    #[must_use]
+    pub fn with_network(mut self, network: Arc<crate::handlers::config::Network>) -> Self {
+        self.network = Some(network);
         self
     }
 

@@ -9,6 +9,7 @@ mod args;
 mod audit_notices;
 mod forwarding;
 mod management;
+mod network;
 mod provision;
 mod time;
 

@@ -118,6 +118,11 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     )?;
     let mut facts = host_facts();
     let host_ips = host_ips();
+    let factory_network = args
+        .factory_network
+        .as_deref()
+        .map(crate::network::read_factory)
+        .transpose()?;
     // System monitors (S3.1-35 A, F, G, H): their netlink sockets are opened now, while this
     // process still has the privilege to join the nftables group; they start recording once
     // the audit log is open. The software check hashes the running binary, readable after
@@ -153,7 +158,18 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let report = confine(&SandboxConfig {
             user: args.user.clone(),
             writable_dirs: child_writable_dirs(&state_dir),
-            readable_paths: executable.iter().cloned().collect(),
+            // The commit-confirm marker notes the boot and its uptime (a restart within the
+            // boot is told from a reboot, and a window is measured in a clock no time step
+            // moves).
+            readable_paths: executable
+                .iter()
+                .cloned()
+                .chain(
+                    ["/proc/sys/kernel/random/boot_id", "/proc/uptime"]
+                        .into_iter()
+                        .map(PathBuf::from),
+                )
+                .collect(),
         })
         .context("confining the management process")?;
         tracing::info!(?report, "management process confined");
@@ -291,6 +307,21 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         let _in_runtime = runtime.enter();
         crate::time::TimeService::start(parent.clone(), audit.clone(), time_config)
     };
+    // The network: the history opened, a commit left pending reverted, the running revision
+    // applied, the confirm ticker started.
+    let network = match factory_network {
+        Some(factory) => {
+            let _in_runtime = runtime.enter();
+            Some(crate::network::start(
+                parent.clone(),
+                audit.clone(),
+                store.clone(),
+                factory,
+                args.listen,
+            )?)
+        }
+        None => None,
+    };
     let state = AppState::new(
         auth.clone(),
         audit.clone(),
@@ -305,8 +336,12 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         forwarding,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )
-    .with_time(time)
-    .with_ports({
+    .with_time(time);
+    let state = match network {
+        Some(n) => state.with_network(n),
+        None => state,
+    };
+    let state = state.with_ports({
         // The parent reads the socket tables (this process cannot, once confined); the
         // comparison with the listener registry happens here.
         let parent = parent.clone();

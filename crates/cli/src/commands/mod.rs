@@ -2,6 +2,7 @@
 //! through it and prints through [`Output`].
 
 pub mod audit;
+pub mod config;
 pub mod info;
 pub mod lab;
 pub mod login;

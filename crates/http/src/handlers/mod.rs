@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod console;
 pub mod device;
 pub mod forwarding;

@@ -1,0 +1,197 @@
+//! Network management in the management process: the configuration history and commit-confirm
+//! (`mamori_config::Configs`) over the privileged parent's `CheckNetwork` / `ApplyNetwork`.
+//!
+//! At start, in this order: the history is opened with the device's factory configuration as
+//! the rescue revision; a pending marker that survived a restart is reverted
+//! ([`Configs::recover_at_start`]); the running revision is applied (the parent loaded the last
+//! configuration it applied before this process started, so the firewall never has a gap); a
+//! ticker reverts a commit whose confirm window ran out. Every outcome is an audit record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mamori_audit::log::AuditLog;
+use mamori_audit::{Event, EventKind, Outcome as AuditOutcome, Sink};
+use mamori_config::{Apply, ApplyError, Channel, Configs, Options};
+use mamori_http::handlers::config::{Network, outcome_event};
+use mamori_netconfig::NetworkConfig;
+use mamori_privsep::client::{NetworkOutcome, Parent};
+use mamori_store::Store;
+use serde_json::json;
+
+/// How often a pending commit's deadline is checked.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Reads the factory configuration (before confinement: it lies outside the state directory).
+pub fn read_factory(path: &std::path::Path) -> anyhow::Result<NetworkConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the factory network {}", path.display()))?;
+    let cfg: NetworkConfig = serde_json::from_str(&text)
+        .with_context(|| format!("parsing the factory network {}", path.display()))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("the factory network {} is invalid: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+/// The privileged parent as the pipeline's [`Apply`].
+pub struct ParentApply {
+    parent: Arc<Parent>,
+    https: std::net::SocketAddr,
+}
+
+fn refused(outcome: NetworkOutcome) -> Result<NetworkOutcome, ApplyError> {
+    match outcome {
+        NetworkOutcome::Refused {
+            step,
+            detail,
+            rollback,
+        } => Err(ApplyError(format!(
+            "{}: {detail} (state: {rollback:?})",
+            step.as_str()
+        ))),
+        ok => Ok(ok),
+    }
+}
+
+impl Apply for ParentApply {
+    fn check(&self, cfg: &NetworkConfig) -> Result<(), ApplyError> {
+        let outcome = self
+            .parent
+            .check_network(cfg.clone())
+            .map_err(|e| ApplyError(e.to_string()))?;
+        refused(outcome).map(drop)
+    }
+
+    fn apply(&self, cfg: &NetworkConfig) -> Result<(), ApplyError> {
+        let outcome = self
+            .parent
+            .apply_network(cfg.clone())
+            .map_err(|e| ApplyError(e.to_string()))?;
+        let outcome = refused(outcome)?;
+        tracing::info!(?outcome, "network configuration applied");
+        Ok(())
+    }
+
+    /// The parent answers and the management listener is still open. Whether an administrator
+    /// can still reach it from where they are is the confirm window's question.
+    fn probe(&self) -> Result<(), ApplyError> {
+        let (sockets, _) = self
+            .parent
+            .sockets()
+            .map_err(|e| ApplyError(format!("the privileged parent did not answer: {e}")))?;
+        let port = self.https.port();
+        let listening = sockets
+            .iter()
+            .any(|s| s.transport == mamori_inventory::Transport::Tcp && s.port == port);
+        if listening {
+            Ok(())
+        } else {
+            Err(ApplyError(format!(
+                "the management listener (TCP port {port}) is no longer open"
+            )))
+        }
+    }
+}
+
+/// Opens the history, reverts what a restart left pending, applies the running revision and
+/// starts the ticker (on the current tokio runtime).
+pub fn start(
+    parent: Arc<Parent>,
+    audit: Arc<AuditLog>,
+    store: Arc<Store>,
+    factory: NetworkConfig,
+    https: std::net::SocketAddr,
+) -> anyhow::Result<Arc<Network>> {
+    let configs = Arc::new(
+        Configs::open(store, factory, Options::default())
+            .context("opening the configuration history")?,
+    );
+    let apply: Arc<dyn Apply + Send + Sync> = Arc::new(ParentApply { parent, https });
+    match configs.recover_at_start(&*apply) {
+        Ok(Some(outcome)) => {
+            tracing::warn!(?outcome, "a commit left pending by a restart was reverted");
+            audit.record(system_event(outcome_event(&outcome, Channel::Boot)));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "reverting a commit left pending by a restart failed");
+            audit.record(system_event(
+                Event::new(EventKind::ConfigReverted, AuditOutcome::Failure)
+                    .details(json!({"reason": "restart", "error": e.to_string()})),
+            ));
+        }
+    }
+    let running = configs.running().context("reading the running revision")?;
+    let started = std::time::Instant::now();
+    let applied = apply.apply(&running.config);
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match &applied {
+        Ok(()) => tracing::info!(
+            revision = running.info.id,
+            ms,
+            "network configuration in force"
+        ),
+        Err(e) => {
+            tracing::error!(revision = running.info.id, error = %e, "the running network configuration could not be applied");
+        }
+    }
+    audit.record(system_event(
+        Event::new(
+            EventKind::ConfigApplied,
+            if applied.is_ok() {
+                AuditOutcome::Success
+            } else {
+                AuditOutcome::Failure
+            },
+        )
+        .details(json!({
+            "revision": running.info.id,
+            "ms": ms,
+            "error": applied.err().map(|e| e.0),
+        })),
+    ));
+    let network = Arc::new(Network::new(configs, apply));
+    spawn_ticker(network.clone(), audit);
+    Ok(network)
+}
+
+/// Records of mamori's own doing: the actor is mamori, the source the device itself.
+fn system_event(e: Event) -> Event {
+    e.actor(mamori_config::SYSTEM_AUTHOR).source("local")
+}
+
+fn spawn_ticker(network: Arc<Network>, audit: Arc<AuditLog>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let n = network.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                n.configs.tick(time::OffsetDateTime::now_utc(), &*n.apply)
+            })
+            .await;
+            match result {
+                Ok(Ok(Some(outcome))) => {
+                    tracing::warn!(
+                        ?outcome,
+                        "a commit was not confirmed in time and was reverted"
+                    );
+                    audit.record(system_event(outcome_event(&outcome, Channel::Timeout)));
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reverting an unconfirmed commit failed");
+                    audit.record(system_event(
+                        Event::new(EventKind::ConfigReverted, AuditOutcome::Failure)
+                            .details(json!({"reason": "not_confirmed", "error": e.to_string()})),
+                    ));
+                    // The marker stays due; do not spin on a failing apply.
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "the configuration ticker's task failed"),
+            }
+        }
+    });
+}
