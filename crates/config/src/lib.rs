@@ -428,6 +428,15 @@ impl Configs {
         self.revert(&marker, Channel::Boot, reason, apply).map(Some)
     }
 
+    /// Applies the running revision again, as it is (under the same lock as a commit): the
+    /// kernel drops a link's routes, and IPv6 its addresses, when the link goes down; when it
+    /// comes back the daemon puts the configuration back with this. Returns the revision.
+    pub fn reapply(&self, apply: &dyn Apply) -> Result<Result<u64, ApplyError>, ConfigError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let running = self.running()?;
+        Ok(apply.apply(&running.config).map(|()| running.info.id))
+    }
+
     fn state(&self) -> Result<State, ConfigError> {
         self.store
             .get::<State>(Table::ConfigState, STATE_KEY)?

@@ -37,6 +37,12 @@ pub struct DeviceSpec {
     pub state_dir: Option<PathBuf>,
     /// The HTTPS port on the management address.
     pub port: u16,
+    /// The device manages the gateway's network: it gets the lab's factory configuration
+    /// ([`crate::network::gateway_config`]) as `--factory-network` and listens on every
+    /// address (`[::]:PORT`), its firewall admitting management from the lan and the
+    /// management link only. False: it listens on the management address only and touches
+    /// no interface, route or firewall rule.
+    pub manage_network: bool,
 }
 
 /// A device that serves.
@@ -138,7 +144,22 @@ pub fn start(name: &LabName, mgmt: &Mgmt, spec: &DeviceSpec) -> Result<DeviceInf
         Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
         None => rundir::default_state_dir(name),
     };
-    let listen = SocketAddr::new(mgmt.gw_v4.into(), spec.port);
+    // The address the lab waits on; with network management the device listens on every
+    // address and its firewall decides who reaches it.
+    let reach = SocketAddr::new(mgmt.gw_v4.into(), spec.port);
+    let listen = if spec.manage_network {
+        SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), spec.port)
+    } else {
+        reach
+    };
+    let factory = rundir::dir(name).join("factory-network.json");
+    if spec.manage_network {
+        crate::network::write_gateway_config(&factory, mgmt).map_err(|source| LabError::Io {
+            step: "write the gateway's factory network configuration".into(),
+            path: factory.clone(),
+            source,
+        })?;
+    }
     let log_path = rundir::log_file(name);
     let log = std::fs::OpenOptions::new()
         .append(true)
@@ -165,6 +186,17 @@ pub fn start(name: &LabName, mgmt: &Mgmt, spec: &DeviceSpec) -> Result<DeviceInf
         .arg(&state_dir)
         .arg("--listen")
         .arg(listen.to_string())
+        .args(
+            spec.manage_network
+                .then(|| {
+                    [
+                        std::ffi::OsString::from("--factory-network"),
+                        factory.into(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -200,15 +232,14 @@ pub fn start(name: &LabName, mgmt: &Mgmt, spec: &DeviceSpec) -> Result<DeviceInf
                 ),
             ));
         }
-        if cert.exists() && TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_ok()
-        {
+        if cert.exists() && TcpStream::connect_timeout(&reach, Duration::from_millis(500)).is_ok() {
             break;
         }
         if Instant::now() > deadline {
             return Err(fail(
                 "wait for mamorid to serve",
                 format!(
-                    "no answer on {listen} within {} s; its output ends with:\n{}",
+                    "no answer on {reach} within {} s; its output ends with:\n{}",
                     START_TIMEOUT.as_secs(),
                     tail(&log_path)
                 ),

@@ -13,6 +13,7 @@
 
 mod device;
 mod ip;
+pub mod network;
 pub mod plan;
 mod rundir;
 mod status;
@@ -23,6 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceInfo, DeviceSpec, url};
+pub use network::{gateway_config, write_gateway_config};
 pub use plan::{LabName, Mgmt, Role};
 pub use rundir::RUN_ROOT;
 pub use status::{DeviceStatus, Forwarding, LabState, LabStatus, LinkStatus, NsStatus};

@@ -214,6 +214,7 @@ fn with_device_mamorid_serves_on_the_management_address_and_down_stops_it() {
             mamorid: support::mamorid(),
             state_dir: None,
             port: mamori_lab::DEFAULT_PORT,
+            manage_network: false,
         }),
     };
     let t = Instant::now();

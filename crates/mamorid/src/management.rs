@@ -195,7 +195,13 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     crate::audit_notices::spawn(audit.clone());
     mamori_durable::create_dir(&state_dir.join("audit/software"), 0o700)
         .context("creating the software record's directory")?;
-    let monitors = Arc::new(monitors.start(audit.clone()));
+    // The link monitor's records also tell the network service when a link came back, so it
+    // can put back what the kernel removed with the link (routes, IPv6 addresses).
+    let links_back = Arc::new(tokio::sync::Notify::new());
+    let monitors = Arc::new(monitors.start(Arc::new(crate::network::LinkWatch::new(
+        audit.clone(),
+        links_back.clone(),
+    ))));
     let (identity, label) = provision::provision(&store, &manufacturing, &facts)?;
     facts.model.clone_from(&identity.model);
     facts.serial.clone_from(&identity.serial);
@@ -318,6 +324,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
                 store.clone(),
                 factory,
                 args.listen,
+                links_back,
             )?)
         }
         None => None,

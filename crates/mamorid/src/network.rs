@@ -19,9 +19,42 @@ use mamori_netconfig::NetworkConfig;
 use mamori_privsep::client::{NetworkOutcome, Parent};
 use mamori_store::Store;
 use serde_json::json;
+use tokio::sync::Notify;
 
 /// How often a pending commit's deadline is checked.
 const TICK: Duration = Duration::from_secs(1);
+/// How long to wait after a link came back before putting the configuration back: a cable
+/// being plugged in bounces, and one apply covers every link that came back meanwhile.
+const SETTLE: Duration = Duration::from_secs(1);
+/// First and longest wait before applying again after a failure.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The audit sink given to the system monitors: records everything, and notices when a link
+/// came back (or a flapping link's events were summarised).
+pub struct LinkWatch {
+    audit: Arc<AuditLog>,
+    links_back: Arc<Notify>,
+}
+
+impl LinkWatch {
+    /// Records into `audit`; notifies `links_back`.
+    pub fn new(audit: Arc<AuditLog>, links_back: Arc<Notify>) -> Self {
+        Self { audit, links_back }
+    }
+}
+
+impl Sink for LinkWatch {
+    fn record(&self, event: Event) {
+        if matches!(
+            event.event,
+            EventKind::LinkUp | EventKind::LinkEventsSuppressed | EventKind::InterfaceAdded
+        ) {
+            self.links_back.notify_one();
+        }
+        self.audit.record(event);
+    }
+}
 
 /// Reads the factory configuration (before confinement: it lies outside the state directory).
 pub fn read_factory(path: &std::path::Path) -> anyhow::Result<NetworkConfig> {
@@ -102,6 +135,7 @@ pub fn start(
     store: Arc<Store>,
     factory: NetworkConfig,
     https: std::net::SocketAddr,
+    links_back: Arc<Notify>,
 ) -> anyhow::Result<Arc<Network>> {
     let configs = Arc::new(
         Configs::open(store, factory, Options::default())
@@ -126,6 +160,7 @@ pub fn start(
     let started = std::time::Instant::now();
     let applied = apply.apply(&running.config);
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let applied_failed = applied.is_err();
     match &applied {
         Ok(()) => tracing::info!(
             revision = running.info.id,
@@ -151,14 +186,65 @@ pub fn start(
             "error": applied.err().map(|e| e.0),
         })),
     ));
+    if applied_failed {
+        // The reconciler tries again (a link may not have been ready).
+        links_back.notify_one();
+    }
     let network = Arc::new(Network::new(configs, apply));
-    spawn_ticker(network.clone(), audit);
+    spawn_ticker(network.clone(), audit.clone());
+    spawn_reconciler(network.clone(), audit, links_back);
     Ok(network)
 }
 
 /// Records of mamori's own doing: the actor is mamori, the source the device itself.
 fn system_event(e: Event) -> Event {
     e.actor(mamori_config::SYSTEM_AUTHOR).source("local")
+}
+
+/// Puts the running configuration back after links came back (S3.1-33 R2: a cable pulled and
+/// plugged in again keeps the configuration), recorded as `config_applied` with reason
+/// `link_up`; and retries an apply that failed (at start a link may not be ready), after 5 s,
+/// then doubling up to a minute, recording the first failure and the success after it.
+fn spawn_reconciler(network: Arc<Network>, audit: Arc<AuditLog>, links_back: Arc<Notify>) {
+    tokio::spawn(async move {
+        let mut retry: Option<Duration> = None;
+        loop {
+            match retry {
+                Some(delay) => {
+                    // A link coming back is a reason to try at once.
+                    let _ = tokio::time::timeout(delay, links_back.notified()).await;
+                }
+                None => links_back.notified().await,
+            }
+            tokio::time::sleep(SETTLE).await;
+            let n = network.clone();
+            let started = std::time::Instant::now();
+            let result = tokio::task::spawn_blocking(move || n.configs.reapply(&*n.apply)).await;
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let reason = if retry.is_some() { "retry" } else { "link_up" };
+            let error = match result {
+                Ok(Ok(Ok(revision))) => {
+                    retry = None;
+                    audit.record(system_event(
+                        Event::new(EventKind::ConfigApplied, AuditOutcome::Success)
+                            .details(json!({"reason": reason, "revision": revision, "ms": ms})),
+                    ));
+                    continue;
+                }
+                Ok(Ok(Err(e))) => e.0,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(%error, "putting the network configuration back failed; retrying");
+            if retry.is_none() {
+                audit.record(system_event(
+                    Event::new(EventKind::ConfigApplied, AuditOutcome::Failure)
+                        .details(json!({"reason": reason, "error": error, "ms": ms})),
+                ));
+            }
+            retry = Some(retry.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX)));
+        }
+    });
 }
 
 fn spawn_ticker(network: Arc<Network>, audit: Arc<AuditLog>) {

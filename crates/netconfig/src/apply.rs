@@ -256,6 +256,11 @@ impl Applier {
         }
     }
 
+    /// The network namespace it works in (`None`: this process's).
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// In the named network namespace (`ip -n NAME`, `ip netns exec NAME nft`).
     pub fn in_netns(name: &str, record: impl Into<PathBuf>) -> Self {
         Self {

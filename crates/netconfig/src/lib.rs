@@ -33,6 +33,7 @@ pub mod model;
 pub mod names;
 pub mod nft;
 pub mod render;
+pub mod sysctl;
 pub mod validate;
 
 pub use apply::{

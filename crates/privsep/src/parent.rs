@@ -235,6 +235,13 @@ impl Dispatcher {
                 check_ms: ms(p.check),
             })
         };
+        if apply && result.is_ok() {
+            // Forwarding, bridged frames out of the IP firewall, hardening: with every apply, so
+            // a setting changed behind mamori's back is put back too.
+            for failed in mamori_netconfig::sysctl::set_router(applier.netns()) {
+                tracing::warn!(target: "mamori::privsep", op, %failed, "kernel setting not applied");
+            }
+        }
         match result {
             Ok(reply) => {
                 tracing::warn!(target: "mamori::privsep", audit = apply, op, interfaces, rules, ?reply, "network configuration accepted");

@@ -30,6 +30,11 @@ pub enum LabCmd {
         /// The device's HTTPS port on the management address.
         #[arg(long, default_value_t = DEFAULT_PORT, requires = "with_device")]
         port: u16,
+        /// The device leaves the gateway's network alone (no firewall, no NAT; it listens on
+        /// the management address only). By default it manages it from the lab's factory
+        /// configuration.
+        #[arg(long, requires = "with_device")]
+        no_network: bool,
     },
     /// Stop the lab's device and remove everything of the lab (and nothing else).
     Down {
@@ -71,6 +76,7 @@ pub fn run(cmd: LabCmd, global: &GlobalOpts, out: Output) -> Result<(), CliError
             with_device,
             mamorid,
             port,
+            no_network,
         } => {
             let device = if with_device {
                 let mamorid = match mamorid {
@@ -90,6 +96,7 @@ pub fn run(cmd: LabCmd, global: &GlobalOpts, out: Output) -> Result<(), CliError
                     mamorid,
                     state_dir,
                     port,
+                    manage_network: !no_network,
                 })
             } else {
                 None

@@ -1,0 +1,436 @@
+//! The gateway as a device: mamorid in the lab's gateway namespace managing its network, driven
+//! through its API from the management link, probed from the lab's hosts (issue 5's tests that
+//! need the daemon: commit-confirm, rollback, anti-lockout, management sources, restarts, link
+//! events, floods). The kernel-level traffic tests are in crates/lab/tests/traffic.rs.
+//!
+//! Every test builds its own lab (unique name, its own management /30) and takes it down after.
+//! Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use mamori_lab::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use support::{
+    GW_LAN, GW_LAN_V6, GW_WAN, GW_WAN_V6, Gateway, LAN1, connects, eventually, https_status, run_in,
+};
+
+const QUICK: Duration = Duration::from_secs(2);
+
+fn cert(gw: &Gateway) -> std::path::PathBuf {
+    gw.state_dir().join("tls/device-cert.pem")
+}
+
+/// The management UI answers from this host of the lab (HTTP status of `/healthz`).
+fn management_from(gw: &Gateway, role: Role, addr: &str) -> Option<u16> {
+    let host = if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_owned()
+    };
+    https_status(
+        &gw.netns(role),
+        &cert(gw),
+        &format!("https://{host}/healthz"),
+        QUICK,
+    )
+}
+
+fn with_management_zones(cfg: &Value, zones: &[&str]) -> Value {
+    let mut c = cfg.clone();
+    c["management"]["zones"] = json!(zones);
+    c
+}
+
+fn with_port_forward(cfg: &Value) -> Value {
+    let mut c = cfg.clone();
+    c["nat"]["port_forwards"] = json!([{
+        "from_zone": "wan", "proto": "tcp", "external_ports": 8080,
+        "internal_address": LAN1, "internal_port": 80
+    }]);
+    c
+}
+
+#[test]
+fn factory_defaults_admit_management_from_lan_and_mgmt_and_drop_it_from_wan() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (rev, cfg) = gw.running(&admin);
+    assert_eq!(rev, 1, "the rescue (factory) revision runs at first start");
+    assert_eq!(cfg["management"]["zones"], json!(["lan", "mgmt"]));
+
+    // The management link (this client) and the lan reach the UI, v4 and v6.
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), Some(200));
+    assert_eq!(management_from(&gw, Role::Lan2, GW_LAN_V6), Some(200));
+    // The wan reaches nothing: not the wan address, not the lan address behind it.
+    for addr in [GW_WAN, GW_LAN, GW_WAN_V6, GW_LAN_V6] {
+        assert!(
+            !connects(&gw.netns(Role::Wan), addr, 443, QUICK),
+            "wan reached management on {addr}"
+        );
+    }
+    // The port inventory: only the declared listeners, on the device's own namespace.
+    let ports = admin.get("/api/v1/system/ports");
+    assert_eq!(ports.status, StatusCode::OK, "{}", ports.text);
+    assert_eq!(ports.body["consistent"], true, "{}", ports.text);
+    // The start was recorded.
+    let applied = gw.events(&admin, "config_applied");
+    assert!(
+        applied
+            .iter()
+            .any(|e| e["outcome"] == "success" && e["details"]["revision"] == 1),
+        "{applied:?}"
+    );
+}
+
+#[test]
+fn a_commit_that_would_cut_the_committing_session_is_refused_and_changes_nothing() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let before = (gw.ruleset(), gw.addresses_and_routes());
+    // This client comes over the management link: dropping the mgmt zone would cut it.
+    let r = gw.commit(&admin, &with_management_zones(&cfg, &["lan"]), 30, "cut");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["step"], "management", "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "config_refused");
+    assert_eq!((gw.ruleset(), gw.addresses_and_routes()), before);
+    assert_eq!(gw.running(&admin).0, 1);
+    let refused = gw.events(&admin, "config_committed");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["outcome"] == "failure" && e["details"]["step"] == "management"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn broken_candidates_change_nothing_in_the_kernel() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let before = (gw.ruleset(), gw.addresses_and_routes());
+
+    // Validation: a zone naming an interface that is not configured.
+    let mut invalid = cfg.clone();
+    invalid["firewall"]["zones"][0]["interfaces"] = json!(["nope0"]);
+    let r = gw.commit(&admin, &invalid, 0, "invalid");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["step"], "validate");
+    assert!(
+        r.body["problems"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/firewall/zones/0/interfaces"),
+        "{}",
+        r.text
+    );
+
+    // The parent's dry run: valid, but the interface does not exist on this device.
+    let mut absent = cfg.clone();
+    let lan = absent["interfaces"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["name"] == "lan0")
+        .unwrap();
+    lan["name"] = json!("lan9");
+    for z in absent["firewall"]["zones"].as_array_mut().unwrap() {
+        if z["name"] == "lan" {
+            z["interfaces"] = json!(["lan9"]);
+        }
+    }
+    let r = gw.commit(&admin, &absent, 0, "absent interface");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["step"], "check", "{}", r.text);
+
+    // A body that is not a configuration at all.
+    let r = admin.post(
+        "/api/v1/config/commit",
+        &json!({"config": {"interfaces": "all"}}),
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+
+    assert_eq!((gw.ruleset(), gw.addresses_and_routes()), before);
+    let history = admin.get("/api/v1/config/revisions");
+    assert_eq!(history.body["revisions"].as_array().unwrap().len(), 1);
+    // The device still serves.
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), Some(200));
+}
+
+#[test]
+fn an_unconfirmed_commit_that_breaks_management_from_the_lan_reverts_by_itself() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (rev, cfg) = gw.running(&admin);
+    let before = gw.ruleset();
+    let r = gw.commit(
+        &admin,
+        &with_management_zones(&cfg, &["mgmt"]),
+        6,
+        "lan out",
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["result"], "committed");
+    let new = r.body["revision"].as_u64().unwrap();
+    // In force: the lan lost management.
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), None);
+    let pending = admin.get("/api/v1/config");
+    assert_eq!(pending.body["pending"]["revision"], new, "{}", pending.text);
+    // Nobody confirms: within the window plus the ticker's second it goes back in place.
+    let t = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(15), || management_from(
+            &gw,
+            Role::Lan1,
+            GW_LAN
+        ) == Some(200)),
+        "not reverted"
+    );
+    eprintln!("reverted {:?} after the commit", t.elapsed());
+    assert_eq!(gw.ruleset(), before);
+    let (now, now_cfg) = gw.running(&admin);
+    assert!(now > new);
+    assert_eq!(now_cfg, gw.revision(&admin, rev));
+    let reverted = gw.events(&admin, "config_reverted");
+    assert!(
+        reverted
+            .iter()
+            .any(|e| e["details"]["reason"] == "not_confirmed" && e["details"]["from"] == new),
+        "{reverted:?}"
+    );
+    // Confirming now is refused: nothing waits.
+    let r = admin.post("/api/v1/config/confirm", &json!({}));
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+}
+
+#[test]
+fn a_confirmed_commit_stays_and_its_port_forward_carries_traffic() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    // A web server on lan host 1, reached through the gateway's wan address.
+    let _server = support::TcpServer::start(&gw.netns(Role::Lan1), LAN1, 80);
+    // Up, and reachable on the lan (lan host 2 to lan host 1 across the lan bridge).
+    assert!(eventually(Duration::from_secs(10), || connects(
+        &gw.netns(Role::Lan2),
+        LAN1,
+        80,
+        QUICK
+    )));
+    assert!(!connects(&gw.netns(Role::Wan), GW_WAN, 8080, QUICK));
+
+    let r = gw.commit(&admin, &with_port_forward(&cfg), 6, "forward 8080");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rev = r.body["revision"].as_u64().unwrap();
+    let r = admin.post("/api/v1/config/confirm", &json!({}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["result"], "confirmed");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(gw.running(&admin).0, rev, "a confirmed commit stays");
+    assert!(connects(&gw.netns(Role::Wan), GW_WAN, 8080, QUICK));
+}
+
+#[test]
+fn a_kill_9_during_the_window_reverts_at_the_next_start() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (rev, cfg) = gw.running(&admin);
+    let before = gw.ruleset();
+    let r = gw.commit(
+        &admin,
+        &with_management_zones(&cfg, &["mgmt"]),
+        600,
+        "then power cut",
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new = r.body["revision"].as_u64().unwrap();
+    assert_ne!(gw.ruleset(), before);
+    gw.kill9();
+    // The kernel keeps what was loaded: the lan is still cut.
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), None);
+    gw.restart();
+    let admin = gw.admin();
+    assert_eq!(gw.ruleset(), before, "reverted at start");
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), Some(200));
+    let (now, now_cfg) = gw.running(&admin);
+    assert!(now > new);
+    assert_eq!(now_cfg, gw.revision(&admin, rev));
+    assert!(admin.get("/api/v1/config").body["pending"].is_null());
+    let reverted = gw.events(&admin, "config_reverted");
+    assert!(
+        reverted
+            .iter()
+            .any(|e| e["details"]["reason"] == "restart" && e["details"]["from"] == new),
+        "{reverted:?}"
+    );
+}
+
+#[test]
+fn rollback_to_a_revision_restores_it_byte_for_byte() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let r = gw.commit(&admin, &with_port_forward(&cfg), 0, "r2");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r2 = r.body["revision"].as_u64().unwrap();
+    let ruleset_r2 = gw.ruleset();
+    let state_r2 = gw.addresses_and_routes();
+    let config_r2 = gw.revision(&admin, r2);
+
+    let mut other = cfg.clone();
+    other["management"]["sources"] = json!(["198.51.100.0/24", "192.168.77.0/24", "::/0"]);
+    let r = gw.commit(&admin, &other, 0, "r3");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_ne!(gw.ruleset(), ruleset_r2);
+
+    let r = admin.post(
+        "/api/v1/config/rollback",
+        &json!({"revision": r2, "confirm_seconds": 0}),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (now, now_cfg) = gw.running(&admin);
+    assert!(now > r2);
+    assert_eq!(now_cfg, config_r2);
+    assert_eq!(gw.ruleset(), ruleset_r2);
+    assert_eq!(gw.addresses_and_routes(), state_r2);
+    let diff = admin.get(&format!("/api/v1/config/diff?from={r2}&to={now}"));
+    assert_eq!(diff.body["diff"], "", "{}", diff.text);
+    let history = admin.get("/api/v1/config/revisions");
+    let newest = &history.body["revisions"][0];
+    assert_eq!(newest["comment"], format!("rollback to r{r2}"));
+    assert_eq!(newest["author"], "admin");
+}
+
+#[test]
+fn management_from_an_unlisted_source_fails() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let mgmt_net = format!("{}/32", gw.mgmt().host_v4);
+    let mut c = cfg.clone();
+    c["management"]["sources"] = json!([mgmt_net, format!("{LAN1}/32")]);
+    let r = gw.commit(&admin, &c, 0, "only lan host 1");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN), Some(200));
+    assert_eq!(management_from(&gw, Role::Lan2, GW_LAN), None);
+    // IPv6 is not in the list at all now.
+    assert_eq!(management_from(&gw, Role::Lan1, GW_LAN_V6), None);
+}
+
+#[test]
+fn a_link_taken_down_and_up_keeps_the_configuration_and_is_recorded() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let before = (gw.ruleset(), gw.addresses_and_routes());
+    let ns = gw.netns(Role::Gw);
+    for link in ["lan0p1", "wan0"] {
+        run_in(&ns, &["ip", "link", "set", link, "down"]);
+        std::thread::sleep(Duration::from_millis(500));
+        run_in(&ns, &["ip", "link", "set", link, "up"]);
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        let downs = gw.events(&admin, "link_down");
+        let ups = gw.events(&admin, "link_up");
+        ["lan0p1", "wan0"].iter().all(|l| {
+            downs.iter().any(|e| e["details"]["interface"] == *l)
+                && ups.iter().any(|e| e["details"]["interface"] == *l)
+        })
+    }));
+    // The kernel removed the routes through the links, and wan0's IPv6 address, when they went
+    // down; the device puts them back once the links are up again.
+    let settled = eventually(Duration::from_secs(10), || {
+        (gw.ruleset(), gw.addresses_and_routes()) == before
+    });
+    assert!(
+        settled,
+        "configuration changed after the link came back:\nbefore:\n{}\nafter:\n{}",
+        before.1,
+        gw.addresses_and_routes()
+    );
+    let reapplied = gw.events(&admin, "config_applied");
+    assert!(
+        reapplied
+            .iter()
+            .any(|e| e["details"]["reason"] == "link_up" && e["outcome"] == "success"),
+        "{reapplied:?}"
+    );
+    assert!(eventually(Duration::from_secs(10), || management_from(
+        &gw,
+        Role::Lan1,
+        GW_LAN
+    ) == Some(200)));
+}
+
+#[test]
+fn floods_from_the_wan_leave_management_from_the_lan_answering() {
+    if std::process::Command::new("hping3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("hping3 is needed (scripts/test installs it)");
+    }
+    let mut gw = Gateway::up();
+    let _admin = gw.admin();
+    let wan = gw.netns(Role::Wan);
+    for (what, args) in [
+        (
+            "SYN flood",
+            vec!["-S", "-p", "443", "--flood", "--rand-source"],
+        ),
+        (
+            "UDP flood",
+            vec!["--udp", "-p", "53", "--flood", "--rand-source"],
+        ),
+    ] {
+        let mut flood = std::process::Command::new("ip")
+            .args(["netns", "exec", &wan, "timeout", "6", "hping3", "-q"])
+            .args(&args)
+            .arg(GW_WAN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut worst = Duration::ZERO;
+        let until = Instant::now() + Duration::from_secs(4);
+        let mut answered = 0;
+        while Instant::now() < until {
+            let t = Instant::now();
+            assert_eq!(
+                management_from(&gw, Role::Lan1, GW_LAN),
+                Some(200),
+                "management from the lan during the {what}"
+            );
+            worst = worst.max(t.elapsed());
+            answered += 1;
+        }
+        let _ = flood.wait();
+        eprintln!("{what}: {answered} requests from the lan answered, slowest {worst:?}");
+        assert!(worst < QUICK);
+    }
+    // Afterwards: normal, lan to wan through NAT included.
+    assert_eq!(management_from(&gw, Role::Lan2, GW_LAN), Some(200));
+    let _server = support::TcpServer::start(&wan, "203.0.113.1", 8000);
+    let through = eventually(Duration::from_secs(10), || {
+        connects(&gw.netns(Role::Lan1), "203.0.113.1", 8000, QUICK)
+    });
+    assert!(through, "lan to wan after the floods");
+}
+
+impl Gateway {
+    /// Revision `id`'s configuration.
+    fn revision(&self, c: &common::Client, id: u64) -> Value {
+        let r = c.get(&format!("/api/v1/config/revisions/{id}"));
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["config"].clone()
+    }
+}
