@@ -7,6 +7,7 @@
 //! | [`interfaces`] | rtnetlink `RTNLGRP_LINK` | `interface_added`, `interface_removed` | none |
 //! | [`usb`] | `NETLINK_KOBJECT_UEVENT` group 1 | `usb_device_added`, `usb_device_removed` | none |
 //! | [`firewall`] | `NETLINK_NETFILTER` `NFNLGRP_NFTABLES` | `firewall_ruleset_changed` | CAP_NET_ADMIN to open |
+//! | [`drops`] | nfnetlink_log, the drop-log group | `firewall_dropped` (one summary per interval) | CAP_NET_ADMIN to open |
 //! | [`software`] | the running executable, once at start | `software_changed` | read `/proc/self/exe`, write the state dir |
 //!
 //! Every monitor also records `monitor_events_missed` when the kernel dropped notifications
@@ -14,8 +15,11 @@
 //! `monitor_failed` when its socket fails (it reopens it with a backoff of 1 s doubling to 60 s).
 //!
 //! **What it does not do.** It changes nothing in the kernel (every socket only listens, and the
-//! only requests sent are dumps of links and routes and the nftables generation). It records no
-//! packet contents, no rule contents and no set elements. It records no event for the state
+//! only requests sent are dumps of links and routes, the nftables generation, and the drop
+//! summary's binding of its nflog group, which only makes this process the group's listener).
+//! It records no packet contents, no rule contents and no set elements; the drop summary reads
+//! the first bytes of logged packets (their headers) and keeps only counts, the source
+//! addresses and the destination ports. It records no event for the state
 //! found at start (that is the baseline), except the software check, whose point is the
 //! comparison with the previous start.
 //!
@@ -27,8 +31,9 @@
 //! **Security properties.** Only datagrams from the kernel (netlink port 0) are read; the
 //! uevent parser refuses udev re-broadcasts and anything that is not the kernel's format; the
 //! amount recorded is bounded (flap damping per interface, one firewall record per generation
-//! with names capped, overrun records at most every 10 s per monitor), so a flapping port or a
-//! ruleset storm cannot flood the audit log. No `unsafe` here: the system calls are in
+//! with names capped, one drop summary per interval with its counts capped, overrun records at
+//! most every 10 s per monitor), so a flapping port, a ruleset storm or a flood of dropped
+//! packets cannot flood the audit log. No `unsafe` here: the system calls are in
 //! `netlink-sys` and `nix`.
 
 use std::os::fd::OwnedFd;
@@ -40,6 +45,7 @@ use mamori_audit::{Event, EventKind, Outcome, Sink};
 use serde::Serialize;
 use serde_json::json;
 
+pub mod drops;
 pub mod firewall;
 pub mod interfaces;
 pub mod links;
@@ -47,10 +53,12 @@ pub mod software;
 pub mod uevent;
 pub mod usb;
 
+mod nflog;
 mod nl;
 mod rtnl;
 mod worker;
 
+pub use drops::DropConfig;
 pub use firewall::FirewallConfig;
 pub use interfaces::InterfaceConfig;
 pub use links::LinkConfig;
@@ -75,27 +83,41 @@ pub struct Config {
     pub usb: Option<UsbConfig>,
     /// Firewall ruleset monitor (needs CAP_NET_ADMIN to open).
     pub firewall: Option<FirewallConfig>,
+    /// Drop summary: the nflog group of the firewall's drop logs (needs CAP_NET_ADMIN to open).
+    /// Off in [`Config::all`]: the group comes from the network configuration, and a device
+    /// whose firewall mamori does not manage has no drop logs of mamori's to listen to.
+    pub drops: Option<DropConfig>,
     /// Software check at start.
     pub software: Option<SoftwareConfig>,
 }
 
 impl Config {
-    /// Every monitor with its defaults, and the software check with `software`.
+    /// Every monitor with its defaults except the drop summary (see [`Config::drops`]), and
+    /// the software check with `software`.
     pub fn all(software: Option<SoftwareConfig>) -> Self {
         Self {
             links: Some(LinkConfig::default()),
             interfaces: Some(InterfaceConfig::default()),
             usb: Some(UsbConfig::default()),
             firewall: Some(FirewallConfig::default()),
+            drops: None,
             software,
         }
+    }
+
+    /// These monitors and the drop summary on nflog `group` (the running network
+    /// configuration's `protection.drop_log.group`; 1 when drop logging is off, where rule
+    /// logs still go).
+    pub fn with_drops(mut self, group: u16) -> Self {
+        self.drops = Some(DropConfig::new(group));
+        self
     }
 }
 
 /// What one monitor is doing, for the status API and the tests.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MonitorStatus {
-    /// `links`, `interfaces`, `usb`, `firewall` or `software`.
+    /// `links`, `interfaces`, `usb`, `firewall`, `drops` or `software`.
     pub name: &'static str,
     /// Its thread runs and its socket is open.
     pub running: bool,
@@ -300,6 +322,9 @@ impl Monitors {
         }
         if let Some(c) = config.firewall {
             add("firewall", firewall::open(c));
+        }
+        if let Some(c) = config.drops {
+            add("drops", drops::open(c));
         }
         p
     }
