@@ -242,6 +242,7 @@ fn the_software_check_hashes_the_running_executable() {
             interfaces: None,
             usb: None,
             firewall: None,
+            drops: None,
             software: Some(SoftwareConfig::new(dir.path(), "9.9.9")),
         },
         collect.clone(),
@@ -256,8 +257,8 @@ fn the_software_check_hashes_the_running_executable() {
 }
 
 /// Capabilities, measured: as an unprivileged user with no capabilities, the rtnetlink and
-/// uevent sockets open and subscribe, the nftables one is refused (EPERM). Runs this test
-/// binary again under `setpriv` as `nobody`.
+/// uevent sockets open and subscribe, the nftables one is refused (EPERM), and so is binding the
+/// drop summary's nflog group. Runs this test binary again under `setpriv` as `nobody`.
 #[test]
 fn sockets_need_no_capability_except_nftables() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,6 +307,10 @@ fn sockets_need_no_capability_except_nftables() {
         line("firewall").contains("Operation not permitted"),
         "{stdout}"
     );
+    assert!(
+        line("drops").contains("Operation not permitted"),
+        "{stdout}"
+    );
 }
 
 /// The child of [`sockets_need_no_capability_except_nftables`]; does nothing in a normal run.
@@ -326,4 +331,8 @@ fn unprivileged_probe_child() {
     );
     show("usb", usb::open(UsbConfig::default()));
     show("firewall", firewall::open(FirewallConfig::default()));
+    show(
+        "drops",
+        mamori_monitor::drops::open(mamori_monitor::DropConfig::default()),
+    );
 }
