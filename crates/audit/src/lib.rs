@@ -232,6 +232,8 @@ pub fn personal_details(kind: EventKind, details: &serde_json::Value) -> &'stati
         EventKind::TokenCreated | EventKind::MfaChanged => &["name"],
         // The management allowlist: a /32 or /128 entry is one station's address.
         EventKind::SettingsChanged if details["setting"] == "access" => &["before", "after"],
+        // The busiest sources of dropped packets: each is one station's address.
+        EventKind::FirewallDropped => &["top_sources"],
         _ => &[],
     }
 }
