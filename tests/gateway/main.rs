@@ -434,3 +434,30 @@ impl Gateway {
         r.body["config"].clone()
     }
 }
+
+#[test]
+fn drops_from_the_wan_are_summarised_in_the_audit_log() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    // A few connection attempts from the wan host to closed and management ports.
+    let wan = gw.netns(Role::Wan);
+    for port in [22, 443, 8443] {
+        assert!(!connects(&wan, GW_WAN, port, Duration::from_millis(300)));
+    }
+    // One summary per interval (a minute), only when something was dropped.
+    let mut found = None;
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            found = gw
+                .events(&admin, "firewall_dropped")
+                .into_iter()
+                .find(|e| e["details"]["by_chain"]["input"].as_u64().unwrap_or(0) > 0);
+            found.is_some()
+        }),
+        "no firewall_dropped record"
+    );
+    let e = found.unwrap();
+    assert_eq!(e["actor"], Value::Null);
+    let sources = e["details"]["top_sources"].to_string();
+    assert!(sources.contains("203.0.113.1"), "{e}");
+}

@@ -135,7 +135,15 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
     if let Some(exe) = &executable {
         software.executable = exe.clone();
     }
-    let monitors = mamori_monitor::Monitors::open(mamori_monitor::Config::all(Some(software)));
+    let mut monitor_config = mamori_monitor::Config::all(Some(software));
+    if let Some(factory) = &factory_network {
+        // The drop summary (S3.1-35 H) listens on the drop-log group, which binding needs
+        // CAP_NET_ADMIN for: now, before confinement. Validation keeps every configuration on
+        // the group mamori listens on.
+        monitor_config =
+            monitor_config.with_drops(factory.protection.drop_log.map_or(1, |d| d.group));
+    }
+    let monitors = mamori_monitor::Monitors::open(monitor_config);
     for (name, error) in monitors.failed() {
         tracing::warn!(monitor = name, %error, "a system monitor could not start");
     }

@@ -42,9 +42,9 @@ pub use apply::{
 pub use diff::diff;
 pub use management::{ManagementCut, ManagementSession, check_keeps_management};
 pub use model::{
-    Action, AddressMatch, AddressSet, DropLog, Family, Firewall, Interface, ManagementAccess,
-    Masquerade, Nat, NetworkConfig, Policy, PortForward, PortProto, Protection, Proto, Role, Route,
-    Rule, RuleLog, SynLimit, Zone,
+    Action, AddressMatch, AddressSet, DROP_LOG_GROUP, DropLog, Family, Firewall, Interface,
+    ManagementAccess, Masquerade, Nat, NetworkConfig, Policy, PortForward, PortProto, Protection,
+    Proto, Role, Route, Rule, RuleLog, SynLimit, Zone,
 };
 pub use names::{Comment, IfName, NameError, PortRange, Prefix, SetName, ZoneName};
 pub use nft::{Nft, NftError, render_check};

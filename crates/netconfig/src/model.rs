@@ -434,7 +434,8 @@ impl SynLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropLog {
-    /// The nflog group the daemon listens on.
+    /// The nflog group the daemon listens on: always [`DROP_LOG_GROUP`] (the daemon binds it
+    /// once, at start, before dropping its privileges).
     pub group: u16,
     /// At most this many log messages a second, per chain (1 to 1000).
     pub per_second: u32,
@@ -443,11 +444,14 @@ pub struct DropLog {
 impl DropLog {
     fn some_default() -> Option<Self> {
         Some(Self {
-            group: 1,
+            group: DROP_LOG_GROUP,
             per_second: 5,
         })
     }
 }
+
+/// The nflog group of the drop log and of rule logs.
+pub const DROP_LOG_GROUP: u16 = 1;
 
 /// The management listener's default port.
 pub const MANAGEMENT_PORT: u16 = 443;

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::{AddressMatch, AddressSet, Family, NetworkConfig, Proto, Role, Rule};
+use crate::model::{
+    AddressMatch, AddressSet, DROP_LOG_GROUP, Family, NetworkConfig, Proto, Role, Rule,
+};
 use crate::names::{IfName, SetName, ZoneName};
 
 /// The most entries a named set may hold.
@@ -581,6 +583,14 @@ fn protection(c: &mut Check<'_>) {
         );
     }
     if let Some(d) = p.drop_log {
+        // The daemon's drop summary binds its group before it drops its privileges, so it
+        // cannot follow a change: every configuration logs to the one group it listens on.
+        c.range(
+            "/protection/drop_log/group".into(),
+            d.group.into(),
+            DROP_LOG_GROUP.into(),
+            DROP_LOG_GROUP.into(),
+        );
         c.range(
             "/protection/drop_log/per_second".into(),
             d.per_second.into(),

@@ -596,3 +596,17 @@ fn diffs_show_the_changed_lines_only_and_are_empty_for_equal_configs() {
         .count();
     assert!(removed <= 3, "only the changed lines: {d}");
 }
+
+#[test]
+fn the_drop_log_stays_on_the_group_the_daemon_listens_on() {
+    let mut cfg = factory();
+    cfg.validate().unwrap();
+    if let Some(d) = cfg.protection.drop_log.as_mut() {
+        d.group = 7;
+    }
+    one_error(
+        &cfg,
+        "/protection/drop_log/group",
+        ErrorKind::OutOfRange { min: 1, max: 1 },
+    );
+}
