@@ -461,3 +461,92 @@ fn drops_from_the_wan_are_summarised_in_the_audit_log() {
     let sources = e["details"]["top_sources"].to_string();
     assert!(sources.contains("203.0.113.1"), "{e}");
 }
+
+/// Runs `mamori` against the lab's device as admin; (exit code, stdout, stderr).
+fn cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(common::bin("mamori"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAMORI_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .args(args)
+        .env("MAMORI_URL", format!("https://{}", gw.mgmt().gw_v4))
+        .env("MAMORI_CACERT", cert(gw))
+        .env("MAMORI_PASSWORD", common::ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_shows_checks_commits_confirms_diffs_and_rolls_back() {
+    let mut gw = Gateway::up();
+    let _admin = gw.admin();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, shown, err) = cli(&gw, &["config", "show"]);
+    assert_eq!(code, 0, "{err}");
+    let cfg: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(cfg["management"]["port"], 443);
+
+    // A broken candidate: exit 1 (refused), the problem named by its path, nothing changed.
+    let mut bad = cfg.clone();
+    bad["firewall"]["zones"][0]["interfaces"] = json!(["nope0"]);
+    let bad_file = dir.path().join("bad.json");
+    std::fs::write(&bad_file, bad.to_string()).unwrap();
+    let (code, out, err) = cli(&gw, &["config", "check", bad_file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("/firewall/zones/0/interfaces/0"), "{out}");
+    let (code, _, err) = cli(&gw, &["config", "commit", bad_file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused at step validate"), "{err}");
+
+    // A good one: checked (with its diff), committed with the default window, confirmed.
+    let good_file = dir.path().join("good.json");
+    std::fs::write(&good_file, with_port_forward(&cfg).to_string()).unwrap();
+    let (code, out, err) = cli(&gw, &["config", "check", good_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+        \"internal_port\": 80"), "{out}");
+    assert!(out.contains("check passed"), "{out}");
+    let (code, out, err) = cli(
+        &gw,
+        &[
+            "config",
+            "commit",
+            good_file.to_str().unwrap(),
+            "--comment",
+            "pf 8080",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("committed as revision 2"), "{out}");
+    assert!(
+        out.contains("confirm with `mamori config confirm`"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&gw, &["config", "history"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("waits for confirmation"), "{out}");
+    assert!(out.contains("pf 8080") && out.contains("cli"), "{out}");
+    let (code, out, err) = cli(&gw, &["config", "confirm"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revision 2 confirmed"), "{out}");
+    let (code, out, _) = cli(&gw, &["config", "diff", "1", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("--- r1\n+++ r2\n"), "{out}");
+
+    // Back to the factory configuration, without a window.
+    let (code, out, err) = cli(&gw, &["config", "rollback", "1", "--confirm", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("committed as revision 3 (was 2)"), "{out}");
+    let (_, shown, _) = cli(&gw, &["config", "show"]);
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap(), cfg);
+    let (_, out, _) = cli(&gw, &["config", "diff", "1", "3"]);
+    assert_eq!(out, "no difference\n");
+}

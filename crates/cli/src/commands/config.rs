@@ -164,13 +164,18 @@ async fn check(ctx: &mut Ctx, config: Value) -> Result<bool, CliError> {
     let ok = v["ok"] == true;
     ctx.out.either(&resp, || check_text(&v));
     if ok {
-        Ok(true)
-    } else {
-        Err(CliError::Usage(format!(
-            "the candidate was refused at step {}",
-            cell(&v["step"])
-        )))
+        return Ok(true);
     }
+    // A refusal by the device (exit 1), like a refused commit; the details are printed above.
+    let body = json!({"error": {
+        "code": "config_refused",
+        "message": format!("the candidate was refused at step {}", cell(&v["step"])),
+    }});
+    Err(CliError::Api(Box::new(crate::error::ApiError::from_response(
+        422,
+        None,
+        body.to_string().as_bytes(),
+    ))))
 }
 
 async fn commit(ctx: &mut Ctx, body: Value) -> Result<(), CliError> {
