@@ -35,3 +35,21 @@ fn first_start_label_password_forces_a_change_then_device_info_is_visible() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Without `--factory-network` the device manages no network: the configuration endpoints say so
+/// (409, a plain reason) instead of failing, and nothing is applied.
+#[test]
+fn without_a_factory_network_the_configuration_endpoints_say_the_network_is_not_managed() {
+    let d = Device::start();
+    let admin = d.admin();
+    admin.reauth(ADMIN_PASSWORD);
+    for r in [
+        admin.get("/api/v1/config"),
+        admin.get("/api/v1/config/revisions"),
+        admin.post("/api/v1/config/confirm", &json!({})),
+        admin.post("/api/v1/config/rollback", &json!({"revision": 1})),
+    ] {
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert!(r.text.contains("does not manage its network"), "{}", r.text);
+    }
+}

@@ -550,3 +550,77 @@ fn the_cli_shows_checks_commits_confirms_diffs_and_rolls_back() {
     let (_, out, _) = cli(&gw, &["config", "diff", "1", "3"]);
     assert_eq!(out, "no difference\n");
 }
+
+/// A user of `role` logged in from the management link (its one-time password changed).
+fn user(gw: &Gateway, admin: &common::Client, name: &str, role: &str) -> common::Client {
+    admin.reauth(common::ADMIN_PASSWORD);
+    let r = admin.post("/api/v1/users", &json!({"username": name, "role": role}));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let otp = r.body["one_time_password"].as_str().unwrap().to_owned();
+    let c = gw.client();
+    let r = c.login(name, &otp);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let password = "Quartz-Harbor-71-linen";
+    let r = c.post(
+        "/api/v1/auth/password",
+        &json!({"current": otp, "new": password}),
+    );
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = c.login(name, password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    c
+}
+
+#[test]
+fn who_may_read_and_change_the_configuration_and_that_commits_need_reauthentication() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let changed = with_port_forward(&cfg);
+    let auditor = user(&gw, &admin, "audrey", "auditor");
+    let viewer = user(&gw, &admin, "victor", "viewer");
+    let operator = user(&gw, &admin, "olga", "operator");
+
+    // Reading: admin, operator, auditor; not a viewer.
+    for c in [&auditor, &operator] {
+        assert_eq!(c.get("/api/v1/config").status, StatusCode::OK);
+        assert_eq!(c.get("/api/v1/config/revisions").status, StatusCode::OK);
+    }
+    assert_eq!(viewer.get("/api/v1/config").status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        viewer.get("/api/v1/config/revisions/1").status,
+        StatusCode::FORBIDDEN
+    );
+    // Changing: never an auditor or a viewer.
+    for c in [&auditor, &viewer] {
+        let r = gw.commit(c, &changed, 0, "");
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        let r = c.post("/api/v1/config/rollback", &json!({"revision": 1}));
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    }
+    // An operator may, after confirming the password again; only they may confirm their commit.
+    let r = gw.commit(&operator, &changed, 60, "by the operator");
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "reauth_required", "{}", r.text);
+    operator.reauth("Quartz-Harbor-71-linen");
+    let r = gw.commit(&operator, &changed, 60, "by the operator");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = admin.post("/api/v1/config/confirm", &json!({}));
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("only olga"), "{}", r.text);
+    let r = operator.post("/api/v1/config/confirm", &json!({}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A second commit while none waits is fine; while one waits it is refused with 409.
+    let r = gw.commit(&operator, &cfg, 60, "back");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = gw.commit(&admin, &changed, 60, "overlapping");
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "commit_pending");
+    let committed = gw.events(&admin, "config_committed");
+    assert!(
+        committed
+            .iter()
+            .any(|e| e["actor"] == "olga" && e["details"]["result"] == "committed"),
+        "{committed:?}"
+    );
+}
