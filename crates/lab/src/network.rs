@@ -83,7 +83,7 @@ pub fn write_gateway_config(path: &Path, mgmt: &Mgmt) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mamori_netconfig::{Action, Role};
+    use mamori_netconfig::Role;
 
     #[test]
     fn the_gateway_config_is_the_factory_for_the_plan_and_validates() {
@@ -146,13 +146,8 @@ mod tests {
             .iter()
             .map(|p| format!("{} {} {}", p.from, p.to, p.action.as_str()))
             .collect();
+        // Only lan -> wan; every other pair, wan -> anything and * -> self included, drops.
         assert_eq!(policies, ["lan wan accept"]);
-        assert!(
-            cfg.firewall
-                .policies
-                .iter()
-                .all(|p| p.action == Action::Accept && p.from.as_str() != "wan")
-        );
         let zones: Vec<&str> = cfg.management.zones.iter().map(|z| z.as_str()).collect();
         assert_eq!(zones, ["lan", "mgmt"]);
         assert_eq!(cfg.management.port, 443);
@@ -167,14 +162,12 @@ mod tests {
 
     #[test]
     fn the_written_file_reads_back_as_the_same_config() {
-        let dir = std::env::temp_dir().join(format!("mamori-lab-gw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("network.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("network.json");
         let m = Mgmt::slot(3);
         write_gateway_config(&path, &m).unwrap();
         let back: NetworkConfig =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, gateway_config(&m));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
