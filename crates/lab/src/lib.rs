@@ -337,22 +337,29 @@ impl Lab {
             )?;
             removed.push(format!("namespace {ns}"));
         }
-        // Deleting the gateway's namespace took the management veth with it, unless the
-        // gateway's end never got there (a crash mid-up).
+        // Deleting the gateway's namespace takes the management veth with it, unless the
+        // gateway's end never got there (a crash mid-up). The kernel tears a deleted namespace
+        // down asynchronously, so the host's end is usually still listed here and may vanish
+        // between the look and the delete: gone either way is what counts.
         let host_if = name.host_if();
-        if ip::run(
-            "look for the management link",
-            None,
-            &["link", "show", "dev", &host_if],
-        )
-        .is_ok()
-        {
+        let present = || {
             ip::run(
+                "look for the management link",
+                None,
+                &["link", "show", "dev", &host_if],
+            )
+            .is_ok()
+        };
+        if present() {
+            match ip::run(
                 &format!("delete {host_if}"),
                 None,
                 &["link", "delete", "dev", &host_if],
-            )?;
-            removed.push(format!("link {host_if}"));
+            ) {
+                Ok(_) => removed.push(format!("link {host_if}")),
+                Err(e) if present() => return Err(e),
+                Err(_) => {}
+            }
         }
         if rundir::remove(name)? {
             removed.push(format!("run directory {}", rundir::dir(name).display()));
