@@ -1,6 +1,9 @@
 //! Test helpers: a guard that takes a lab down, ICMP echo from inside a namespace (no `ping`
-//! binary needed), running commands in the lab.
+//! binary needed), running commands in the lab; `traffic`: a lab with a configured gateway,
+//! servers and probes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod traffic;
 
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
