@@ -815,3 +815,80 @@ fn after_a_gateway_port_is_set_down_and_up_configuring_again_restores_addresses_
     assert!(diff.is_empty(), "after configuring again: {diff:#?}");
     traffic_flows_again(&lab);
 }
+
+/// 300 SYNs from `role` to the gateway's listener on 192.168.77.1:443, one every 2 ms (hping3,
+/// no handshake completed); how many were answered.
+fn syn_burst(lab: &TrafficLab, role: Role) -> u64 {
+    let out = lab
+        .spawn(
+            role,
+            &[
+                "hping3",
+                "-S",
+                "-p",
+                "443",
+                "-c",
+                "300",
+                "-i",
+                "u2000",
+                &plan::GW_LAN_V4.to_string(),
+            ],
+        )
+        .finish();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets received"))
+        .unwrap_or_else(|| panic!("hping3: {text}"));
+    line.split(", ")
+        .find_map(|p| p.strip_suffix(" packets received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("hping3: {line}"))
+}
+
+#[test]
+#[ignore = "product defect: the per-source SYN limit fails open once the wan fills its set. The \
+            rule `add @syn_v4 { ip saddr limit rate over 25/second burst 100 }` runs before the \
+            zone checks, so SYNs from the wan (dropped anyway) each take an entry; random \
+            sources fill the 65,536 entries (timeout 60 s) in ~4 s, after which `add` fails for \
+            every new source, the rule does not match, and a lan host's SYNs are no longer \
+            limited (300 of 300 answered, against ~120 with room in the set). Fix in \
+            crates/netconfig render: limit only what may reach the gateway (after mgmt_guard / \
+            per zone), or drop when the set is full"]
+fn a_wan_flood_from_random_sources_leaves_the_lan_hosts_syn_limit_in_force() {
+    support::traffic::require("hping3", "--version");
+    let lab = TrafficLab::up("tsyn");
+    let _listener = lab.serve(Role::Gw, &[443], &[], &[]);
+    lab.configure(&lab.factory()).unwrap();
+    lab.settle();
+    // The limit works: of 300 SYNs in 0.6 s, the burst (100) and the rate (25/s) are answered.
+    let before = syn_burst(&lab, Role::Lan1);
+    eprintln!("lan1's 300 SYNs with room in the set: {before} answered");
+    assert!((50..=200).contains(&before), "{before}");
+    lab.spawn(
+        Role::Wan,
+        &[
+            "timeout",
+            "-s",
+            "INT",
+            "4",
+            "hping3",
+            "-q",
+            "--flood",
+            "-S",
+            "-p",
+            "443",
+            "--rand-source",
+            &plan::GW_WAN_V4.to_string(),
+        ],
+    )
+    .finish();
+    // A lan host the set has not seen yet is limited all the same.
+    let after = syn_burst(&lab, Role::Lan2);
+    eprintln!("lan2's 300 SYNs after the wan flood: {after} answered");
+    assert!(
+        after <= 200,
+        "lan2's SYN burst went unlimited: {after} of 300 answered"
+    );
+}
