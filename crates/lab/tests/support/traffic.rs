@@ -118,11 +118,16 @@ impl TrafficLab {
         mamori_lab::gateway_config(&self.mgmt)
     }
 
-    /// How a configuration gets onto the gateway: today the netconfig applier run in the
-    /// gateway's namespace (what the privileged parent runs); later a commit through the
-    /// daemon's API. Every test configures the gateway through here and nowhere else.
+    /// How a configuration gets onto the gateway: today what the privileged parent does for
+    /// `ApplyNetwork` — the netconfig applier in the gateway's namespace, then the router's
+    /// kernel settings (forwarding, bridged frames kept out of the IP firewall, hardening);
+    /// later a commit through the daemon's API. Every test configures the gateway through here
+    /// and nowhere else.
     pub fn configure(&self, cfg: &NetworkConfig) -> Result<Applied, ApplyError> {
-        self.applier().apply(cfg)
+        let applied = self.applier().apply(cfg)?;
+        let failed = mamori_netconfig::sysctl::set_router(Some(&self.ns(Role::Gw)));
+        assert!(failed.is_empty(), "router settings not applied: {failed:?}");
+        Ok(applied)
     }
 
     /// The applier itself, for what only it can be given (a ruleset as text).
