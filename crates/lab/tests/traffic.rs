@@ -834,14 +834,6 @@ fn syn_burst(lab: &TrafficLab, role: Role) -> u64 {
 }
 
 #[test]
-#[ignore = "product defect: the per-source SYN limit fails open once the wan fills its set. The \
-            rule `add @syn_v4 { ip saddr limit rate over 25/second burst 100 }` runs before the \
-            zone checks, so SYNs from the wan (dropped anyway) each take an entry; random \
-            sources fill the 65,536 entries (timeout 60 s) in ~4 s, after which `add` fails for \
-            every new source, the rule does not match, and a lan host's SYNs are no longer \
-            limited (300 of 300 answered, against ~120 with room in the set). Fix in \
-            crates/netconfig render: limit only what may reach the gateway (after mgmt_guard / \
-            per zone), or drop when the set is full"]
 fn a_wan_flood_from_random_sources_leaves_the_lan_hosts_syn_limit_in_force() {
     support::traffic::require("hping3", "--version");
     let lab = TrafficLab::up("tsyn");

@@ -24,10 +24,12 @@
 //!   rate-limited).
 //! - `input` (policy drop): loopback; `ct state invalid drop`; established and related
 //!   accepted; the ICMPv6 that IPv6 needs (neighbour discovery with hop limit 255, packet too
-//!   big and the other errors, both rate-limited); DHCP replies on DHCP interfaces; per-source SYN
-//!   limit (dynamic sets `syn_v4`/`syn_v6`); the management port jumps to `mgmt_guard`, which
-//!   drops anything outside the management zones and sources; the rules to `self` in order;
-//!   the management accept; the policies to `self`; a rate-limited log of what falls through.
+//!   big and the other errors, both rate-limited); DHCP replies on DHCP interfaces; the
+//!   management port jumps to `mgmt_guard`, which drops anything outside the management zones
+//!   and sources; the rules to `self` in order; the management accept; the policies to `self`;
+//!   a rate-limited log of what falls through. Every accept of new traffic to the device jumps to
+//!   `self_accept`: the per-source SYN limit (dynamic sets `syn_v4`/`syn_v6`), then accept — so
+//!   only SYNs the device would accept take an entry in the limiter's sets.
 //! - `forward` (policy drop): invalid dropped, established/related accepted, port-forwarded
 //!   connections (`ct status dnat`) accepted, ICMPv6 errors; the rules between zones in order;
 //!   the policies; a rate-limited log.
@@ -163,6 +165,7 @@ impl<'a> Renderer<'a> {
         self.prerouting();
         self.input();
         self.mgmt_guard();
+        self.self_accept();
         self.forward();
         self.line(0, "}");
         self.line(0, &format!("table inet {NAT_TABLE}"));
@@ -307,17 +310,6 @@ impl<'a> Renderer<'a> {
                 ),
             );
         }
-        if let Some(syn) = cfg.protection.syn_limit {
-            for (set, word) in [("syn_v4", "ip"), ("syn_v6", "ip6")] {
-                self.line(
-                    2,
-                    &format!(
-                        "tcp flags & (fin|syn|rst|ack) == syn add @{set} {{ {word} saddr limit rate over {}/second burst {} packets }} counter drop comment \"syn flood\"",
-                        syn.per_second, syn.burst
-                    ),
-                );
-            }
-        }
         let port = cfg.management.port;
         self.line(2, &format!("tcp dport {port} jump mgmt_guard"));
         for (r, rule) in cfg.firewall.rules.iter().enumerate() {
@@ -327,10 +319,52 @@ impl<'a> Renderer<'a> {
         }
         self.line(
             2,
-            &format!("tcp dport {port} accept comment \"management\""),
+            &format!(
+                "tcp dport {port} {} comment \"management\"",
+                self.accept_to_device()
+            ),
         );
         self.policies(true);
         self.drop_log(2, "input");
+        self.line(1, "}");
+    }
+
+    /// The verdict of a rule or policy to the device: an accept goes through `self_accept`
+    /// (the SYN limit) when there is one.
+    fn to_device(&self, action: Action) -> &'static str {
+        match action {
+            Action::Accept => self.accept_to_device(),
+            other => verdict(other),
+        }
+    }
+
+    fn accept_to_device(&self) -> &'static str {
+        if self.cfg.protection.syn_limit.is_some() {
+            "jump self_accept"
+        } else {
+            "accept"
+        }
+    }
+
+    /// The per-source SYN limit, on the way to an accept to the device only: SYNs the firewall
+    /// drops anyway (everything from wan) never take an entry in the limiter's set, so a flood
+    /// from random sources cannot fill it and leave new sources unlimited (the set's `add`
+    /// fails when full, and the rule then does not match).
+    fn self_accept(&mut self) {
+        let Some(syn) = self.cfg.protection.syn_limit else {
+            return;
+        };
+        self.line(1, "chain self_accept {");
+        for (set, word) in [("syn_v4", "ip"), ("syn_v6", "ip6")] {
+            self.line(
+                2,
+                &format!(
+                    "tcp flags & (fin|syn|rst|ack) == syn add @{set} {{ {word} saddr limit rate over {}/second burst {} packets }} counter drop comment \"syn flood\"",
+                    syn.per_second, syn.burst
+                ),
+            );
+        }
+        self.line(2, "accept");
         self.line(1, "}");
     }
 
@@ -400,10 +434,14 @@ impl<'a> Renderer<'a> {
                 }
                 let _ = write!(text, " oifname {}", names(&to));
             }
+            let action = if to_device {
+                self.to_device(policy.action)
+            } else {
+                verdict(policy.action)
+            };
             let _ = write!(
                 text,
-                " {} comment \"policy {} to {}\"",
-                verdict(policy.action),
+                " {action} comment \"policy {} to {}\"",
                 policy.from,
                 policy.to
             );
@@ -487,10 +525,12 @@ impl<'a> Renderer<'a> {
             Some(c) => format!("r{r}: {}", c.rendered(100)),
             None => format!("r{r}"),
         };
-        self.line(
-            2,
-            &format!("{m} counter {} comment \"{comment}\"", verdict(rule.action)),
-        );
+        let action = if rule.to.is_device() {
+            self.to_device(rule.action)
+        } else {
+            verdict(rule.action)
+        };
+        self.line(2, &format!("{m} counter {action} comment \"{comment}\""));
     }
 
     fn nat(&mut self) {

@@ -67,7 +67,7 @@ fn the_full_configuration_renders_its_parts() {
         "\t\t\t192.0.2.0/24,\n\t\t\t198.51.100.0/24\n",
         "iifname \"eth0\" meta nfproto ipv4 ip saddr @u_blocklist limit rate 10/minute log prefix \"mamori r0: \" group 1",
         "iifname \"eth0\" meta nfproto ipv4 ip saddr @u_blocklist counter drop comment \"r0: known bad\"",
-        "iifname \"eth1\" meta l4proto udp udp dport { 53, 67-68 } counter accept comment \"r1\"",
+        "iifname \"eth1\" meta l4proto udp udp dport { 53, 67-68 } counter jump self_accept comment \"r1\"",
         "iifname \"eth1\" oifname \"eth0\" meta nfproto ipv6 ip6 daddr { 2001:db8::/32, 2001:db8:ffff::/48 } meta l4proto tcp tcp dport 25 counter reject comment \"r2\"",
         "iifname \"eth0\" meta nfproto ipv4 ip saddr 198.51.100.0/24 meta l4proto tcp tcp dport 8080-8090 dnat ip to 192.168.1.10:80 comment \"pf0: web _cam__ _\"",
         "iifname \"eth0\" meta nfproto ipv6 meta l4proto udp udp dport 5353 dnat ip6 to fd00:1::10 comment \"pf1\"",
