@@ -442,8 +442,7 @@ impl<'a> Renderer<'a> {
             let _ = write!(
                 text,
                 " {action} comment \"policy {} to {}\"",
-                policy.from,
-                policy.to
+                policy.from, policy.to
             );
             self.line(2, &text);
         }
