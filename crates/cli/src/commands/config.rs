@@ -171,11 +171,9 @@ async fn check(ctx: &mut Ctx, config: Value) -> Result<bool, CliError> {
         "code": "config_refused",
         "message": format!("the candidate was refused at step {}", cell(&v["step"])),
     }});
-    Err(CliError::Api(Box::new(crate::error::ApiError::from_response(
-        422,
-        None,
-        body.to_string().as_bytes(),
-    ))))
+    Err(CliError::Api(Box::new(
+        crate::error::ApiError::from_response(422, None, body.to_string().as_bytes()),
+    )))
 }
 
 async fn commit(ctx: &mut Ctx, body: Value) -> Result<(), CliError> {
