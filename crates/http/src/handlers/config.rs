@@ -88,7 +88,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn config_error(e: ConfigError) -> ApiError {
+/// The API's error for a history error (the web UI maps the same way).
+pub fn config_error(e: ConfigError) -> ApiError {
     match e {
         ConfigError::NotFound(_) => ApiError::Auth(AuthError::NotFound("revision")),
         e @ (ConfigError::NoPending
@@ -487,7 +488,9 @@ pub fn outcome_event(outcome: &Outcome, channel: Channel) -> Event {
     Event::new(kind, result).details(details)
 }
 
-fn record(state: &AppState, caller: &Caller, outcome: &Outcome, channel: Channel) {
+/// Records an outcome in the audit log with the caller as actor and source (the API and the
+/// web UI record the same way).
+pub fn record(state: &AppState, caller: &Caller, outcome: &Outcome, channel: Channel) {
     state.audit_record(
         outcome_event(outcome, channel)
             .actor(caller.0.username.as_str())
@@ -669,6 +672,16 @@ pub async fn rollback(
     Ok(answer(&outcome))
 }
 
+/// Records a confirmation that was refused (nothing pending, the window over, not the author).
+pub fn record_confirm_refused(state: &AppState, caller: &Caller, e: &ApiError) {
+    state.audit_record(
+        Event::new(EventKind::ConfigConfirmed, AuditOutcome::Failure)
+            .actor(caller.0.username.as_str())
+            .source(caller.0.origin.label())
+            .details(json!({"reason": e.to_string()})),
+    );
+}
+
 /// `POST /api/v1/config/confirm`: keeps the pending commit (only its author may).
 pub async fn confirm(
     State(state): State<AppState>,
@@ -683,12 +696,7 @@ pub async fn confirm(
         Ok(o) => o,
         Err(e) => {
             let e = config_error(e);
-            state.audit_record(
-                Event::new(EventKind::ConfigConfirmed, AuditOutcome::Failure)
-                    .actor(caller.0.username.as_str())
-                    .source(caller.0.origin.label())
-                    .details(json!({"reason": e.to_string()})),
-            );
+            record_confirm_refused(&state, &caller, &e);
             return Err(e);
         }
     };
