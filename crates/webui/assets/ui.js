@@ -1,7 +1,7 @@
 // Management UI: the only script. Pages work without it except for security keys
-// (WebAuthn needs the browser API) and the live password explanation. Loaded from our own
-// origin; the Content-Security-Policy forbids inline script. Text is only ever set with
-// textContent, never as HTML.
+// (WebAuthn needs the browser API), the live password explanation and the running countdown
+// of a confirm window. Loaded from our own origin; the Content-Security-Policy forbids inline
+// script. Text is only ever set with textContent, never as HTML.
 "use strict";
 
 (function () {
@@ -138,6 +138,28 @@
     other.addEventListener("input", check);
   }
 
+  // --- Confirm window countdown ---------------------------------------------------------
+  // Counts down the seconds the page was rendered with. It only shows time: confirming is
+  // the author's own click on the Confirm button (see crates/webui/src/pages/config).
+  function countdown(el) {
+    const end = Date.now() + Number(el.dataset.countdown) * 1000;
+    const pad = (n) => String(n).padStart(2, "0");
+    const tick = () => {
+      const left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      if (left === 0) {
+        el.textContent = el.dataset.expired || "0:00";
+        el.classList.add("over");
+        return;
+      }
+      const h = Math.floor(left / 3600);
+      const m = Math.floor((left % 3600) / 60);
+      const s = left % 60;
+      el.textContent = h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+      setTimeout(tick, 500);
+    };
+    tick();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("form[data-webauthn] [data-webauthn-start]").forEach((b) => {
       if (!window.PublicKeyCredential) {
@@ -153,6 +175,7 @@
         if (!window.confirm(el.dataset.confirm)) ev.preventDefault();
       });
     });
+    document.querySelectorAll("[data-countdown]").forEach(countdown);
     document.querySelectorAll("form[data-autosubmit]").forEach((f) => f.submit());
   });
 })();

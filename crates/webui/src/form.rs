@@ -25,10 +25,15 @@ pub enum BodyError {
     Malformed,
 }
 
-/// Reads a urlencoded body, at most [`mamori_http::MAX_BODY_BYTES`], into its raw bytes and
-/// its decoded pairs.
+/// Time allowed to receive a form that carries a whole network configuration.
+pub const LARGE_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a urlencoded body of at most `limit` bytes into its raw bytes and its decoded pairs;
+/// [`mamori_http::MAX_BODY_BYTES`] and 10 s for every form but those of the network
+/// configuration.
 pub async fn read(
     req: Request,
+    limit: usize,
 ) -> Result<(axum::http::request::Parts, Bytes, Vec<(String, String)>), BodyError> {
     let is_form = req
         .headers()
@@ -43,8 +48,13 @@ pub async fn read(
         return Err(BodyError::NotAForm);
     }
     let (parts, body) = req.into_parts();
-    let limited = axum::body::to_bytes(body, mamori_http::MAX_BODY_BYTES);
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, limited)
+    let limited = axum::body::to_bytes(body, limit);
+    let timeout = if limit > mamori_http::MAX_BODY_BYTES {
+        LARGE_BODY_TIMEOUT
+    } else {
+        BODY_TIMEOUT
+    };
+    let bytes = tokio::time::timeout(timeout, limited)
         .await
         .map_err(|_| BodyError::Timeout)?
         .map_err(|_| BodyError::TooLarge)?;

@@ -122,8 +122,20 @@ async fn guard(
 
     let mut req = req;
     let mut fields = Vec::new();
+    // A form over the usual limit (a whole network configuration) is read one at a time, and
+    // the slot is held until the answer is made: at most one such body and what is made of it
+    // are in memory.
+    let mut _large_slot = None;
     if unsafe_method {
-        let (parts, bytes, pairs) = match form::read(req).await {
+        let limit = form_limit(req.uri().path(), principal.as_ref());
+        if limit > mamori_http::MAX_BODY_BYTES && !declared_small(req.headers()) {
+            let wait = tokio::time::timeout(form::LARGE_BODY_TIMEOUT, ui.large_forms.acquire());
+            match wait.await {
+                Ok(Ok(permit)) => _large_slot = Some(permit),
+                _ => return refuse(StatusCode::SERVICE_UNAVAILABLE, &ApiError::Busy),
+            }
+        }
+        let (parts, bytes, pairs) = match form::read(req, limit).await {
             Ok(x) => x,
             Err(form::BodyError::TooLarge) => {
                 return refuse(StatusCode::PAYLOAD_TOO_LARGE, &ApiError::BodyTooLarge);
@@ -193,6 +205,28 @@ async fn guard(
             .append(header::SET_COOKIE, cookies::set(CSRF_COOKIE, &v, None));
     }
     resp
+}
+
+/// The most a form to `path` may carry: [`mamori_http::MAX_BODY_BYTES`], except on the routes
+/// that take a whole network configuration, for a session whose role may manage it.
+fn form_limit(path: &str, principal: Option<&mamori_auth::Principal>) -> usize {
+    let manager = principal.is_some_and(|p| {
+        p.restriction.is_none() && p.role.allows(mamori_auth::model::Permission::ConfigManage)
+    });
+    if manager && crate::pages::config::LARGE_FORMS.contains(&path) {
+        crate::pages::config::LARGE_FORM_BYTES
+    } else {
+        mamori_http::MAX_BODY_BYTES
+    }
+}
+
+/// The request says its body fits the usual limit (HTTP framing holds it to that length).
+fn declared_small(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= mamori_http::MAX_BODY_BYTES)
 }
 
 /// Our pre-login tokens are 32 hex digits; anything else in the cookie is replaced.

@@ -24,9 +24,11 @@ use mamori_http::registry::Endpoint;
 
 pub use assets::page_asset_bytes;
 
-/// State of the UI that is not the management service's: the CSRF key.
+/// State of the UI that is not the management service's: the CSRF key, and the one slot for
+/// a form larger than the usual limit (a whole network configuration).
 pub struct Ui {
     csrf: csrf::CsrfKey,
+    large_forms: tokio::sync::Semaphore,
 }
 
 impl Ui {
@@ -34,6 +36,7 @@ impl Ui {
     pub fn new() -> Result<Arc<Self>, mamori_crypto::CryptoError> {
         Ok(Arc::new(Self {
             csrf: csrf::CsrfKey::generate()?,
+            large_forms: tokio::sync::Semaphore::new(1),
         }))
     }
 }

@@ -173,6 +173,16 @@ pub async fn show(State(state): State<AppState>, ctx: PageCtx) -> Response {
     {
         banners.push(banner(ctx.lang, &layout, "mfa_not_enrolled", log));
     }
+    if let Some(text) = crate::pages::config::pending_notice(&state, ctx.lang).await {
+        banners.insert(
+            0,
+            Banner {
+                code: "config_pending",
+                text,
+                link: layout.can_config.then_some("/ui/config"),
+            },
+        );
+    }
     render(&Dashboard {
         layout,
         t: ctx.lang.pick(&EN, &JA),

@@ -1,5 +1,6 @@
 //! The pages, one module each, and the list of every UI URL with its access rule.
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::routing::{get, post};
 use mamori_auth::model::Permission;
@@ -15,6 +16,7 @@ use crate::guard;
 pub mod access;
 pub mod account;
 pub mod audit;
+pub mod config;
 pub mod dashboard;
 pub mod login;
 pub mod mfa;
@@ -69,7 +71,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         page!(GET "/ui/reauth", own(Allowed::DuringMfaEnrollment, false),
             "Re-authentication prompt.", get(reauth::show)),
         page!(POST "/ui/reauth", own(Allowed::DuringMfaEnrollment, false),
-            "Re-authenticate, then continue the interrupted action.", post(reauth::submit)),
+            "Re-authenticate, then continue the interrupted action (a commit's configuration too).",
+            post(reauth::submit).layer(DefaultBodyLimit::max(config::LARGE_FORM_BYTES))),
         page!(POST "/ui/reauth/challenge", own(Allowed::DuringMfaEnrollment, false),
             "Re-authentication: a WebAuthn challenge.", post(reauth::challenge)),
         page!(GET "/ui/account", own(Allowed::Unrestricted, false),
@@ -118,6 +121,32 @@ pub fn endpoints() -> Vec<Endpoint> {
         page!(POST "/ui/audit/purge", mamori_http::registry::needs_reauth(SecurityManage),
             "Purge personal data of the audit log before a date (S3.1-41); recorded.",
             post(audit::purge)),
+        page!(GET "/ui/config", needs(ConfigRead),
+            "Network configuration: the running revision, its summary, a commit waiting for confirmation.",
+            get(config::show)),
+        page!(GET "/ui/config/history", needs(ConfigRead),
+            "Network configuration: every kept revision, newest first; two picked for a diff.",
+            get(config::history)),
+        page!(GET "/ui/config/revisions/{id}", needs(ConfigRead),
+            "Network configuration: one revision as JSON, and the rollback to it.",
+            get(config::revision)),
+        page!(GET "/ui/config/diff", needs(ConfigRead),
+            "Network configuration: the unified diff of two revisions.", get(config::diff)),
+        page!(GET "/ui/config/edit", needs(ConfigManage),
+            "Network configuration: the editor (the running configuration as JSON).",
+            get(config::edit)),
+        page!(POST "/ui/config/check", needs(ConfigManage),
+            "Check a candidate configuration (validation, anti-lockout, dry run) and diff it; changes nothing.",
+            post(config::check).layer(DefaultBodyLimit::max(config::LARGE_FORM_BYTES))),
+        page!(POST "/ui/config/commit", mamori_http::registry::needs_reauth(ConfigManage),
+            "Commit a configuration through the pipeline with a confirm window; recorded.",
+            post(config::commit).layer(DefaultBodyLimit::max(config::LARGE_FORM_BYTES))),
+        page!(POST "/ui/config/confirm", needs(ConfigManage),
+            "Confirm the commit waiting for confirmation (its author only); recorded.",
+            post(config::confirm)),
+        page!(POST "/ui/config/rollback", mamori_http::registry::needs_reauth(ConfigManage),
+            "Commit an earlier revision's configuration again, through the same pipeline; recorded.",
+            post(config::rollback)),
     ]
 }
 
@@ -164,6 +193,31 @@ mod tests {
             {
                 assert!(r.reauth, "{} {} lacks re-auth", e.method, e.path);
             }
+        }
+    }
+
+    /// Network changes from the UI need a fresh re-authentication as the API's do; reading
+    /// needs `ConfigRead`, everything that acts `ConfigManage`.
+    #[test]
+    fn network_changes_need_reauth_and_the_manage_permission() {
+        let config: Vec<_> = endpoints()
+            .into_iter()
+            .filter(|e| e.path.starts_with("/ui/config"))
+            .collect();
+        assert_eq!(config.len(), 9);
+        for e in config {
+            let Access::Authenticated(r) = e.access else {
+                panic!("{} {} is not authenticated", e.method, e.path);
+            };
+            let acts = e.method != Method::GET || e.path == "/ui/config/edit";
+            let want = if acts {
+                Permission::ConfigManage
+            } else {
+                Permission::ConfigRead
+            };
+            assert_eq!(r.permission, want, "{} {}", e.method, e.path);
+            let reauth = matches!(e.path, "/ui/config/commit" | "/ui/config/rollback");
+            assert_eq!(r.reauth, reauth, "{} {}", e.method, e.path);
         }
     }
 

@@ -33,7 +33,7 @@ struct Texts {
 
 const EN: Texts = Texts {
     title: "Confirm it's you",
-    intro: "This action affects the security of the device or of your account (users, access, the audit log's personal data, second factors, API tokens, passwords). Enter your password again; the confirmation lasts 5 minutes.",
+    intro: "This action affects the security of the device or of your account (users, access, the network configuration, the audit log's personal data, second factors, API tokens, passwords). Enter your password again; the confirmation lasts 5 minutes.",
     password: "Password",
     code: "Authenticator code or recovery code",
     code_hint: "Needed when your account has a second factor, unless you use a security key.",
@@ -47,7 +47,7 @@ const EN: Texts = Texts {
 
 const JA: Texts = Texts {
     title: "本人確認",
-    intro: "この操作は機器またはアカウントのセキュリティ (ユーザー、管理アクセス、監査ログの個人データ、二要素認証、API トークン、パスワード) に関わります。パスワードを再入力してください。確認は 5 分間有効です。",
+    intro: "この操作は機器またはアカウントのセキュリティ (ユーザー、管理アクセス、ネットワーク設定、監査ログの個人データ、二要素認証、API トークン、パスワード) に関わります。パスワードを再入力してください。確認は 5 分間有効です。",
     password: "パスワード",
     code: "認証アプリのコードまたはリカバリーコード",
     code_hint: "二要素認証を設定している場合に必要です (セキュリティキーを使う場合は不要)。",
