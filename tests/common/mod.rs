@@ -74,6 +74,7 @@ pub struct DeviceBuilder {
     args: Vec<String>,
     binary: Option<PathBuf>,
     netns: bool,
+    managed_network: bool,
 }
 
 impl DeviceBuilder {
@@ -97,13 +98,57 @@ impl DeviceBuilder {
         self
     }
 
+    /// Runs the daemon in a network namespace of its own ([`DeviceBuilder::netns`]) that it
+    /// manages (`--factory-network`): a `lan0` (role lan, 192.168.77.1/24; one end of a veth
+    /// pair inside the namespace, as a dummy interface would be) and the
+    /// namespace's end of the veth pair renamed `mgmt0` (role mgmt, the address clients
+    /// connect to), the management port being the listener's, from both zones. The firewall,
+    /// addresses and routes it applies stay inside the namespace. Needs root.
+    pub fn managed_network(mut self) -> Self {
+        self.netns = true;
+        self.managed_network = true;
+        self
+    }
+
     pub fn start(self) -> Device {
-        let netns = self.netns.then(Netns::new);
+        let mut netns = self.netns.then(Netns::new);
+        if self.managed_network
+            && let Some(ns) = netns.as_mut()
+        {
+            // A veth pair inside the namespace stands in for a dummy interface: kernels
+            // without the dummy driver exist (a microVM's); the peer just keeps lan0 up.
+            ns.run(&[
+                "ip",
+                "link",
+                "add",
+                "lan0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lan0-peer",
+            ]);
+            ns.run(&["ip", "link", "set", "lan0-peer", "up"]);
+            ns.rename_ns_if("mgmt0");
+        }
         let addr = match &netns {
             Some(ns) => SocketAddr::from((ns.device_ip, free_port())),
             None => SocketAddr::from(([127, 0, 0, 1], free_port())),
         };
-        let mut d = Device::prepare(addr, self.args);
+        let mut args = self.args;
+        let mut factory = None;
+        if self.managed_network
+            && let Some(ns) = &netns
+        {
+            factory = Some(factory_network(ns, addr.port()));
+        }
+        let mut d = Device::prepare(addr, Vec::new());
+        if let Some(cfg) = factory {
+            let path = d.state.parent().unwrap().join("factory-network.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+            args.extend(["--factory-network".into(), path.display().to_string()]);
+        }
+        d.extra_args = args;
         d.binary = self.binary;
         d.netns = netns;
         d.spawn();
@@ -306,6 +351,23 @@ impl Device {
     }
 }
 
+/// The factory network of a [`DeviceBuilder::managed_network`] device listening on `port`.
+pub fn factory_network(ns: &Netns, port: u16) -> Value {
+    json!({
+        "interfaces": [
+            {"name": "lan0", "role": "lan", "addresses": ["192.168.77.1/24"]},
+            {"name": ns.ns_if, "role": "mgmt", "addresses": [format!("{}/30", ns.device_ip)]},
+        ],
+        "firewall": {
+            "zones": [
+                {"name": "lan", "interfaces": ["lan0"]},
+                {"name": "mgmt", "interfaces": [ns.ns_if]},
+            ],
+        },
+        "management": {"port": port, "zones": ["lan", "mgmt"], "sources": ["0.0.0.0/0", "::/0"]},
+    })
+}
+
 /// Counts the namespaces this test process made (names and addresses are unique per process).
 static NETNS_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -390,6 +452,15 @@ impl Netns {
         ns.run(&["ip", "addr", "add", &device, "dev", &ns.ns_if]);
         ns.run(&["ip", "link", "set", &ns.ns_if, "up"]);
         ns
+    }
+
+    /// Renames the namespace's end of the veth pair (its address stays).
+    pub fn rename_ns_if(&mut self, name: &str) {
+        let old = self.ns_if.clone();
+        self.run(&["ip", "link", "set", &old, "down"]);
+        self.run(&["ip", "link", "set", &old, "name", name]);
+        self.run(&["ip", "link", "set", name, "up"]);
+        self.ns_if = name.to_string();
     }
 
     /// Runs a command inside the namespace; panics if it fails.
