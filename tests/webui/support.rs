@@ -780,12 +780,14 @@ pub fn routes() -> Vec<Route> {
     all
 }
 
-const PERMISSIONS: [Permission; 5] = [
+const PERMISSIONS: [Permission; 7] = [
     Permission::OwnAccount,
     Permission::DeviceRead,
     Permission::AuditRead,
     Permission::UsersManage,
     Permission::SecurityManage,
+    Permission::ConfigRead,
+    Permission::ConfigManage,
 ];
 
 impl Route {
@@ -849,6 +851,10 @@ impl Route {
     }
 }
 
+/// A whole network configuration that, applied, would lock everyone out (no interface in a
+/// management zone, the management port moved).
+pub const HARMFUL_CONFIG: &str = r#"{"interfaces": [{"name": "lan0", "role": "lan", "addresses": ["192.168.77.1/24"]}], "firewall": {"zones": [{"name": "lan", "interfaces": ["lan0"]}]}, "management": {"port": 1, "zones": [], "sources": []}}"#;
+
 /// The fields a real form of each POST route sends, so that a forged request would do real
 /// harm if the guard let it through. Routes not listed (added later) are sent with none.
 pub fn harmful_fields(path: &str) -> Vec<(&'static str, &'static str)> {
@@ -872,6 +878,13 @@ pub fn harmful_fields(path: &str) -> Vec<(&'static str, &'static str)> {
         "/ui/users/{name}/reset" => vec![("reset_mfa", "on")],
         "/ui/access" => vec![("allow", "10.0.0.0/8"), ("trusted", ""), ("confirm", "on")],
         "/ui/audit/purge" => vec![("before", "2026-01-01"), ("confirm", "on")],
+        // Management moved to a port nobody listens on: a lockout if it were applied.
+        "/ui/config/check" | "/ui/config/commit" => vec![
+            ("config", HARMFUL_CONFIG),
+            ("comment", "forged"),
+            ("confirm_minutes", "0"),
+        ],
+        "/ui/config/rollback" => vec![("revision", "1"), ("confirm_minutes", "0")],
         _ => Vec::new(),
     }
 }
