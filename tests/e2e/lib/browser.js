@@ -124,12 +124,14 @@ async function assertLabelled(page) {
   assert.deepEqual(unlabelled, [], `controls without a label on ${page.url()}`);
 }
 
-/// A test with its own fresh device and browser, both stopped afterwards whatever happens.
+/// A test with its own fresh device and browser, both stopped afterwards whatever happens
+/// (`options.device` goes to startDevice, the rest to node:test).
 /// The test fails if the browser reported a CSP violation or a script error, even if
 /// everything else passed. On failure the daemon's last log lines are attached.
 function e2e(name, fn, options = {}) {
-  test(name, { timeout: 180_000, ...options }, async () => {
-    const device = await startDevice();
+  const { device: deviceOptions, ...testOptions } = options;
+  test(name, { timeout: 180_000, ...testOptions }, async () => {
+    const device = await startDevice(deviceOptions);
     let browser;
     let env;
     try {
