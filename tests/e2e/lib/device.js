@@ -117,6 +117,10 @@ class Netns {
       if (!base) throw new Error("no free /30 in 10.201.0.0/16");
       this.hostIp = [...base.slice(0, 3), base[3] + 1].join(".");
       this.deviceIp = [...base.slice(0, 3), base[3] + 2].join(".");
+      // No IPv6 link-local address on the host's end: its duplicate-address detection would
+      // finish a second or two after the link comes up, and Chromium aborts the requests in
+      // flight when the host's addresses change (net::ERR_NETWORK_CHANGED).
+      ip(["link", "set", "dev", this.hostIf, "addrgenmode", "none"]);
       ip(["addr", "add", `${this.hostIp}/30`, "dev", this.hostIf]);
       ip(["link", "set", this.hostIf, "up"]);
       this.exec(["ip", "addr", "add", `${this.deviceIp}/30`, "dev", "mgmt0"]);
