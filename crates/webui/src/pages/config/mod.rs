@@ -978,14 +978,12 @@ pub async fn pending_notice(state: &AppState, lang: Lang) -> Option<String> {
     let m = blocking(move || net.configs.pending()).await?.ok()??;
     let deadline = m.deadline.map(view::at)?;
     Some(
-        lang.pick(
-            "A network configuration change (revision {rev}, committed by {author}) waits for confirmation. Unless it is confirmed by {deadline}, the device goes back to revision {prev}.",
-            "ネットワーク設定の変更 (リビジョン {rev}、{author} が確定) が承認待ちです。{deadline} までに承認されない場合、機器はリビジョン {prev} に切り戻します。",
-        )
-        .replace("{rev}", &m.new_revision.to_string())
-        .replace("{prev}", &m.previous_revision.to_string())
-        .replace("{deadline}", &deadline)
-        .replace("{author}", &m.author),
+        texts(lang)
+            .dashboard_pending
+            .replace("{rev}", &m.new_revision.to_string())
+            .replace("{prev}", &m.previous_revision.to_string())
+            .replace("{deadline}", &deadline)
+            .replace("{author}", &m.author),
     )
 }
 

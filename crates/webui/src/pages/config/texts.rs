@@ -166,6 +166,9 @@ pub struct Texts {
     pub step_apply: &'static str,
     pub step_probe: &'static str,
 
+    // The dashboard's notice.
+    pub dashboard_pending: &'static str,
+
     // Confirmation refused.
     pub confirm_none: &'static str,
     pub confirm_expired: &'static str,
@@ -325,6 +328,8 @@ pub const EN: Texts = Texts {
     step_apply: "loading it",
     step_probe: "the health check after loading",
 
+    dashboard_pending: "A network configuration change (revision {rev}, committed by {author}) waits for confirmation. Unless it is confirmed by {deadline}, the device goes back to revision {prev}.",
+
     confirm_none: "Nothing waits for confirmation: it was confirmed or reverted meanwhile.",
     confirm_expired: "The confirm window has closed: the device is going back to the previous revision.",
     confirm_not_author: "Only {author}, who committed the change, may confirm it.",
@@ -482,6 +487,8 @@ pub const JA: Texts = Texts {
     step_check: "ファイアウォールの試行適用に失敗しました",
     step_apply: "適用に失敗しました",
     step_probe: "適用後の動作確認に失敗しました",
+
+    dashboard_pending: "ネットワーク設定の変更 (リビジョン {rev}、{author} が確定) が承認待ちです。{deadline} までに承認されない場合、機器はリビジョン {prev} に切り戻します。",
 
     confirm_none: "承認待ちの変更はありません。既に承認されたか、切り戻されています。",
     confirm_expired: "承認期限が過ぎたため、機器は元のリビジョンに切り戻しています。",
