@@ -466,6 +466,28 @@ fn markup_in_comments_and_configuration_strings_stays_text() {
         }
     }
 
+    // Hostile query parameters and path segments: a known page, or a refusal in our words.
+    for p in PAYLOADS {
+        let e = enc(p);
+        for path in [
+            format!("/ui/config?done={e}&next={e}"),
+            format!("/ui/config/history?{e}={e}"),
+            format!("/ui/config/diff?from={e}&to={e}"),
+            format!("/ui/config/diff?from=1&to={e}"),
+            format!("/ui/config/revisions/{e}"),
+            format!("/ui/config/edit?done={e}"),
+        ] {
+            let r = b.get(&path);
+            assert!(
+                matches!(r.status.as_u16(), 200 | 400 | 404),
+                "{path}: {} {}",
+                r.status,
+                r.text
+            );
+            assert_inert(&path, &r.text, p);
+        }
+    }
+
     // Names are refused by the model: a message naming the field, the text not repeated.
     for (field, value) in [
         ("zone", "<script>alert(1)</script>"),
