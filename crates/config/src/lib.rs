@@ -49,9 +49,11 @@ pub const DEFAULT_KEEP: usize = 200;
 pub const CONFIRM_WINDOW_API: Duration = Duration::from_secs(600);
 /// Default confirm window for the CLI (same as the API).
 pub const CONFIRM_WINDOW_CLI: Duration = CONFIRM_WINDOW_API;
-/// Default confirm window for the web UI: 3 minutes. The page confirms by itself once it can
-/// reach the device again (LuCI uses 90 s), so a shorter window limits how long a bad change
-/// from a browser stays.
+/// Default confirm window for the web UI: 3 minutes. The page shows a countdown and the author
+/// confirms with an explicit click after checking the change from a new connection (a page
+/// reloading over a connection opened before the change proves little: the firewall keeps
+/// established connections), so a shorter window limits how long a bad change from a browser
+/// stays.
 pub const CONFIRM_WINDOW_UI: Duration = Duration::from_secs(180);
 
 const STATE_KEY: &str = "state";
