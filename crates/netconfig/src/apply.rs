@@ -4,16 +4,50 @@
 //!
 //! # Order
 //!
-//! 1. [`Applier::check`]: validate, render, `nft -c -f -` (dry run), and check that every
-//!    interface the configuration names exists. Nothing changes; a failure names its step.
-//! 2. [`Applier::commit`]: read the state it may change (mamori's two tables as
-//!    `nft -s list table`, the addresses of the configured interfaces, mamori's routes), write
-//!    the address record (below) as the union of old and new, load the ruleset with `nft -f -`
-//!    (one transaction: a refusal changes nothing), then one `ip -batch -` that sets the
-//!    configured interfaces up, deletes mamori's stale routes and addresses and adds the missing
-//!    ones. If the batch stops half-way, the addresses, routes, link states and the ruleset read
-//!    in step 2 are put back and the error names the step ([`ApplyStep`]) and whether the
-//!    restore was complete ([`Rollback`]).
+//! 1. [`Applier::check`] (the dry run, `CheckNetwork`): validate, render, `nft -c -f -`, and
+//!    check that every interface the configuration names exists. Nothing changes; a failure
+//!    names its step.
+//! 2. [`Applier::apply`] (`ApplyNetwork`): validate, render, the interfaces exist
+//!    ([`Applier::prepare`]; no dry run), then [`Applier::commit`]: read what a failure would
+//!    put back (the restore point of mamori's tables, the addresses of the configured
+//!    interfaces, mamori's routes), write the address record (below) as the union of old and
+//!    new, load the ruleset with `nft -f -`, then one `ip -batch -` that sets the configured
+//!    interfaces up, deletes mamori's stale routes and addresses and adds the missing ones. If
+//!    the batch stops half-way, the addresses, routes, link states and mamori's tables are put
+//!    back and the error names the step ([`ApplyStep`]) and whether the restore was complete
+//!    ([`Rollback`]).
+//!
+//! # Why the apply does not dry-run, and where the restore point comes from
+//!
+//! `nft -f` is itself one transaction: the kernel commits the whole file or, if it refuses any
+//! part of it, nothing (tested: a refused load leaves the ruleset byte-identical). A dry run
+//! before the load would only repeat, at the same cost, the check the load makes anyway; the
+//! dry run belongs to [`Applier::check`], which the configuration pipeline calls before it
+//! persists a candidate. A refused load answers step `load`, nothing changed.
+//!
+//! To put mamori's tables back after a half-way failure, the applier keeps the text it last
+//! loaded, in memory, instead of listing the tables back (`nft -s list table` of 10,000 rules
+//! costs as much as loading them). The rendered text replaces exactly mamori's two tables
+//! (`table X` / `delete table X` / `table X { … }`), so loading it again restores them. Only
+//! when it has loaded nothing yet (the first apply after the parent started, or after a
+//! restore that failed) does it list the tables. This is safe because mamori's tables are
+//! mamori's: a change another program made to them between two loads is overwritten by the
+//! next load anyway, and the restore point is the last state mamori put there, which is what
+//! the previous configuration means. Other tables are never part of either script.
+//!
+//! # Applying the configuration in force again
+//!
+//! The management process applies the running revision at each start, so an apply of the
+//! configuration the kernel already holds must be cheap. The load is skipped only when both
+//! hold: the rendered text is byte-identical to the text this applier loaded last, and the
+//! kernel's nftables generation ([`Nft::generation`], moved by every committed nftables
+//! transaction of any program) is the one read right after that load, and that load was the
+//! only transaction in between (generation before + 1). Then no table can have changed since
+//! the kernel took exactly this text. Comparing the text alone would miss a flushed chain or a
+//! deleted table; checking that the tables exist would miss a rule added to them; listing them
+//! costs as much as the load. Any other transaction since (another program's table, a restore)
+//! makes the next apply load again. Links, addresses and routes are always compared and
+//! corrected. [`Applied::load`] says whether nft ran.
 //!
 //! # What is mamori's
 //!
@@ -167,8 +201,8 @@ pub struct Prepared {
     routes: BTreeSet<RouteKey>,
     /// How long validate + render took.
     pub render: Duration,
-    /// How long `nft -c` took.
-    pub check: Duration,
+    /// How long `nft -c` took; `None` when it was not run ([`Applier::prepare`]).
+    pub check: Option<Duration>,
 }
 
 impl Prepared {
@@ -183,13 +217,19 @@ impl Prepared {
 pub struct Applied {
     /// Validate + render.
     pub render: Duration,
-    /// `nft -c`.
-    pub check: Duration,
-    /// Reading what a failure would put back (mamori's tables with `nft -s list table`, links,
-    /// addresses, routes) and writing the address record. Grows with the ruleset in force.
+    /// `nft -c`, when this apply dry-ran ([`Applier::apply_rendered`]); `None` for
+    /// [`Applier::apply`], whose load is its own check.
+    pub check: Option<Duration>,
+    /// Reading what a failure would put back (links, addresses, routes, the nftables
+    /// generation; mamori's tables only when listed) and writing the address record.
     pub snapshot: Duration,
-    /// `nft -f`.
-    pub load: Duration,
+    /// The restore point of mamori's tables was listed from the kernel (`nft -s list table`,
+    /// which grows with the ruleset in force): the first apply since this applier was made, or
+    /// the first after a failed restore. Otherwise it is the text loaded last, from memory.
+    pub snapshot_listed: bool,
+    /// `nft -f`; `None` when the kernel already held exactly this ruleset (the text loaded
+    /// last, no nftables transaction since) and nft did not run.
+    pub load: Option<Duration>,
     /// The one `ip -batch` of links, addresses and routes.
     pub addresses: Duration,
 }
@@ -235,16 +275,47 @@ struct Link {
 /// What [`Applier::commit`] reads before changing anything, to put it back.
 #[derive(Debug, Clone)]
 struct Snapshot {
-    tables: Vec<(&'static str, Option<String>)>,
+    /// A script that replaces mamori's two tables with what they held (see [`RESET`]).
+    tables: String,
+    /// `tables` was listed from the kernel rather than taken from memory.
+    listed: bool,
     links: BTreeMap<String, Link>,
     routes: Vec<RouteKey>,
 }
 
+/// The start of every restore: both of mamori's tables are made to exist and deleted, so the
+/// script that follows rebuilds exactly what it names, whatever the failed apply left.
+const RESET: &str = "table inet mamori\ndelete table inet mamori\ntable inet mamori_nat\ndelete table inet mamori_nat\n";
+
+/// The text this applier loaded last into mamori's tables.
+#[derive(Clone)]
+struct Loaded {
+    /// A rendered ruleset, or a restore point put back.
+    script: String,
+    /// The nftables generation right after that load, if the load was the only transaction
+    /// between the readings before and after it; `None`: unknown (never skips a load).
+    generation: Option<u32>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("bytes", &self.script.len())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
 /// Applies configurations in one network namespace.
+///
+/// It remembers the ruleset text it loaded last (the restore point of the next apply, and
+/// what lets an apply of the configuration in force skip nft), so keep one applier per
+/// namespace for as long as the process runs: the privileged parent has one.
 #[derive(Debug, Clone)]
 pub struct Applier {
     netns: Option<String>,
     record: PathBuf,
+    loaded: Option<Loaded>,
 }
 
 impl Applier {
@@ -253,6 +324,7 @@ impl Applier {
         Self {
             netns: None,
             record: record.into(),
+            loaded: None,
         }
     }
 
@@ -266,7 +338,35 @@ impl Applier {
         Self {
             netns: Some(name.to_owned()),
             record: record.into(),
+            loaded: None,
         }
+    }
+
+    /// Whether the kernel holds exactly `ruleset` as this applier loaded it: the same text,
+    /// and no nftables transaction since (the generation read right after the load).
+    pub fn holds(&self, ruleset: &Ruleset) -> bool {
+        match &self.loaded {
+            Some(Loaded {
+                script,
+                generation: Some(after),
+            }) if script == ruleset.as_str() => self.nft().generation().ok() == Some(*after),
+            _ => false,
+        }
+    }
+
+    /// Loads `script` into mamori's tables and remembers it with the generation after the
+    /// load, if the load was the only transaction between the two readings.
+    fn load_and_remember(&mut self, script: &Ruleset) -> Result<(), NftError> {
+        let nft = self.nft();
+        let before = nft.generation().ok();
+        self.loaded = None;
+        nft.load(script)?;
+        let after = nft.generation().ok();
+        self.loaded = Some(Loaded {
+            script: script.as_str().to_owned(),
+            generation: after.filter(|a| before.is_some_and(|b| b.wrapping_add(1) == *a)),
+        });
+        Ok(())
     }
 
     /// The address record's path.
@@ -282,11 +382,31 @@ impl Applier {
     }
 
     /// Validates, renders, dry-runs with `nft -c`, and checks the interfaces exist. Changes
-    /// nothing.
+    /// nothing. This is `CheckNetwork`.
     pub fn check(&self, cfg: &NetworkConfig) -> Result<Prepared, ApplyError> {
         let started = Instant::now();
         let ruleset = render(cfg).map_err(|e| validation_error(&e))?;
-        self.check_inner(cfg, ruleset, started.elapsed())
+        self.check_inner(cfg, ruleset, started.elapsed(), true)
+    }
+
+    /// Validates, renders, and checks the interfaces exist, without the dry run: for
+    /// [`Applier::commit`], whose `nft -f` refuses a bad ruleset as a whole (one transaction).
+    pub fn prepare(&self, cfg: &NetworkConfig) -> Result<Prepared, ApplyError> {
+        let started = Instant::now();
+        let ruleset = render(cfg).map_err(|e| validation_error(&e))?;
+        self.check_inner(cfg, ruleset, started.elapsed(), false)
+    }
+
+    /// Like [`Applier::prepare`] with a ruleset rendered elsewhere: nothing checks the text
+    /// before [`Applier::commit`] loads it, where nft refuses a bad one as a whole.
+    pub fn prepare_rendered(
+        &self,
+        cfg: &NetworkConfig,
+        ruleset: Ruleset,
+    ) -> Result<Prepared, ApplyError> {
+        let started = Instant::now();
+        cfg.validate().map_err(|e| validation_error(&e))?;
+        self.check_inner(cfg, ruleset, started.elapsed(), false)
     }
 
     /// Like [`Applier::check`] with a ruleset rendered elsewhere (a stored revision's text):
@@ -299,12 +419,13 @@ impl Applier {
     ) -> Result<Prepared, ApplyError> {
         let started = Instant::now();
         cfg.validate().map_err(|e| validation_error(&e))?;
-        self.check_inner(cfg, ruleset, started.elapsed())
+        self.check_inner(cfg, ruleset, started.elapsed(), true)
     }
 
-    /// [`Applier::check_rendered`], then [`Applier::commit`].
+    /// [`Applier::check_rendered`], then [`Applier::commit`]: text that was not rendered here
+    /// is dry-run first, so a bad one is refused at step `check`.
     pub fn apply_rendered(
-        &self,
+        &mut self,
         cfg: &NetworkConfig,
         ruleset: Ruleset,
     ) -> Result<Applied, ApplyError> {
@@ -317,12 +438,17 @@ impl Applier {
         cfg: &NetworkConfig,
         ruleset: Ruleset,
         render_time: Duration,
+        dry_run: bool,
     ) -> Result<Prepared, ApplyError> {
-        let started = Instant::now();
-        self.nft()
-            .check(&ruleset)
-            .map_err(|e| ApplyError::early(ApplyStep::Check, nft_detail(&e)))?;
-        let check = started.elapsed();
+        let check = if dry_run {
+            let started = Instant::now();
+            self.nft()
+                .check(&ruleset)
+                .map_err(|e| ApplyError::early(ApplyStep::Check, nft_detail(&e)))?;
+            Some(started.elapsed())
+        } else {
+            None
+        };
         let links = self
             .links()
             .map_err(|d| ApplyError::early(ApplyStep::Interfaces, d))?;
@@ -367,19 +493,22 @@ impl Applier {
         })
     }
 
-    /// [`Applier::check`], then [`Applier::commit`].
-    pub fn apply(&self, cfg: &NetworkConfig) -> Result<Applied, ApplyError> {
-        let prepared = self.check(cfg)?;
+    /// [`Applier::prepare`], then [`Applier::commit`]. This is `ApplyNetwork`: no dry run
+    /// (the pipeline ran [`Applier::check`] first, and the load is one transaction).
+    pub fn apply(&mut self, cfg: &NetworkConfig) -> Result<Applied, ApplyError> {
+        let prepared = self.prepare(cfg)?;
         self.commit(prepared)
     }
 
-    /// Loads a checked configuration: the ruleset, then links, addresses and routes; puts the
-    /// previous state back if the second part fails.
-    pub fn commit(&self, p: Prepared) -> Result<Applied, ApplyError> {
+    /// Loads a prepared configuration: the ruleset (unless the kernel holds exactly it
+    /// already, [`Applier::holds`]), then links, addresses and routes; puts the previous state
+    /// back if the second part fails.
+    pub fn commit(&mut self, p: Prepared) -> Result<Applied, ApplyError> {
         let started = Instant::now();
         let record = self
             .read_record()
             .map_err(|d| ApplyError::early(ApplyStep::Snapshot, d))?;
+        let unchanged = self.holds(&p.ruleset);
         let snapshot = self
             .snapshot(p.addresses.keys())
             .map_err(|d| ApplyError::early(ApplyStep::Snapshot, d))?;
@@ -393,17 +522,23 @@ impl Applier {
         let before_load = started.elapsed();
 
         let started = Instant::now();
-        if let Err(e) = self.nft().load(&p.ruleset) {
-            // nft -f is one transaction: nothing changed.
-            let _ = self.write_record(&record);
-            return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
-        }
-        let load = started.elapsed();
+        let load = if unchanged {
+            None
+        } else {
+            let previous = self.loaded.clone();
+            if let Err(e) = self.load_and_remember(&p.ruleset) {
+                // nft -f is one transaction: nothing changed, what was loaded last still is.
+                self.loaded = previous;
+                let _ = self.write_record(&record);
+                return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
+            }
+            Some(started.elapsed())
+        };
 
         let started = Instant::now();
         let lines = plan(&p, &snapshot, &record);
         if let Err((step, detail)) = self.batch(&lines, false) {
-            let rollback = match self.restore(&snapshot, &p.addresses) {
+            let rollback = match self.restore(&snapshot, &p.addresses, load.is_some()) {
                 Ok(()) => {
                     // Back where it was: the old record is true again.
                     let _ = self.write_record(&record);
@@ -431,6 +566,7 @@ impl Applier {
             render: p.render,
             check: p.check,
             snapshot: before_load,
+            snapshot_listed: snapshot.listed,
             load,
             addresses: started.elapsed(),
         })
@@ -598,17 +734,35 @@ impl Applier {
         Ok(out)
     }
 
+    /// The restore point of mamori's tables: the text loaded last, or (none yet) the tables
+    /// as listed, as one script after [`RESET`]. The second says whether it was listed.
+    fn restore_point(&self) -> Result<(String, bool), String> {
+        if let Some(loaded) = &self.loaded {
+            return Ok((loaded.script.clone(), false));
+        }
+        let mut script = String::new();
+        for (name, text) in self.tables()? {
+            if let Some(text) = text {
+                script.push_str(&format!("table inet {name}\ndelete table inet {name}\n"));
+                script.push_str(&text);
+                script.push('\n');
+            }
+        }
+        Ok((script, true))
+    }
+
     fn snapshot<'a>(
         &self,
         interfaces: impl Iterator<Item = &'a String>,
     ) -> Result<Snapshot, String> {
-        let tables = self.tables()?;
+        let (tables, listed) = self.restore_point()?;
         let all = self.links()?;
         let links = interfaces
             .filter_map(|n| all.get(n).map(|l| (n.clone(), l.clone())))
             .collect();
         Ok(Snapshot {
             tables,
+            listed,
             links,
             routes: self.routes()?,
         })
@@ -674,12 +828,14 @@ impl Applier {
         })
     }
 
-    /// Puts back the links, addresses, routes and tables of `snap`. Only addresses this apply
-    /// meant to add (`added`) are deleted, so one that another program set meanwhile stays.
+    /// Puts back the links, addresses, routes and (`tables`: the apply loaded a ruleset) the
+    /// tables of `snap`. Only addresses this apply meant to add (`added`) are deleted, so one
+    /// that another program set meanwhile stays.
     fn restore(
-        &self,
+        &mut self,
         snap: &Snapshot,
         added: &BTreeMap<String, BTreeSet<IpNet>>,
+        tables: bool,
     ) -> Result<(), String> {
         let mut problems = Vec::new();
         let now_links = self.links()?;
@@ -716,16 +872,21 @@ impl Applier {
         if let Err((_, d)) = self.batch(&lines, true) {
             problems.push(d);
         }
-        let mut script = String::new();
-        for (name, text) in &snap.tables {
-            script.push_str(&format!("table inet {name}\ndelete table inet {name}\n"));
-            if let Some(text) = text {
-                script.push_str(text);
-                script.push('\n');
+        if tables {
+            let script = Ruleset::dangerous_from_text(format!("{RESET}{}", snap.tables));
+            match self.load_and_remember(&script) {
+                // What the kernel holds now is the restore point itself.
+                Ok(()) => {
+                    if let Some(loaded) = &mut self.loaded {
+                        loaded.script.clone_from(&snap.tables);
+                    }
+                }
+                // Unknown: the next apply lists the tables again.
+                Err(e) => {
+                    self.loaded = None;
+                    problems.push(format!("restoring the ruleset: {}", nft_detail(&e)));
+                }
             }
-        }
-        if let Err(e) = self.nft().load(&Ruleset::dangerous_from_text(script)) {
-            problems.push(format!("restoring the ruleset: {}", nft_detail(&e)));
         }
         if problems.is_empty() {
             Ok(())

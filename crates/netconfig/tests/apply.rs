@@ -283,3 +283,109 @@ fn an_interface_vanishing_between_check_and_apply_restores_the_previous_state() 
     assert_eq!(again.routes, state_before.routes);
     assert_eq!(again.addresses["eth1"], state_before.addresses["eth1"]);
 }
+
+#[test]
+fn one_applier_skips_a_load_the_kernel_holds_and_loads_again_after_any_other_transaction() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut applier = lab.applier();
+    let nft = lab.ns.nft();
+    let g0 = nft.generation().unwrap();
+    let first_apply = applier.apply(&first()).unwrap();
+    assert!(first_apply.snapshot_listed, "nothing loaded yet: listed");
+    assert!(first_apply.load.is_some());
+    assert_eq!(first_apply.check, None, "apply does not dry-run");
+    assert_eq!(
+        nft.generation().unwrap(),
+        g0.wrapping_add(1),
+        "one transaction"
+    );
+    let (_, rules) = lab.settled();
+
+    // The same configuration again: the kernel holds exactly it, nft does not run.
+    let again = applier.apply(&first()).unwrap();
+    assert_eq!(again.load, None, "{again:?}");
+    assert!(!again.snapshot_listed);
+    assert_eq!(nft.generation().unwrap(), g0.wrapping_add(1));
+    // A dry run does not move the generation either.
+    applier.check(&second()).unwrap();
+    assert_eq!(applier.apply(&first()).unwrap().load, None);
+
+    // Someone changes mamori's table: the next apply loads again and overwrites it.
+    lab.ns.exec(&["nft", "flush chain inet mamori input"]);
+    assert_ne!(lab.settled().1, rules);
+    let reloaded = applier.apply(&first()).unwrap();
+    assert!(reloaded.load.is_some(), "{reloaded:?}");
+    assert_eq!(lab.settled().1, rules);
+    assert_eq!(applier.apply(&first()).unwrap().load, None);
+
+    // Any other transaction, even in another table, makes the next apply load (and leaves
+    // that table alone).
+    lab.ns.exec(&["nft", "add table ip collector"]);
+    assert!(applier.apply(&first()).unwrap().load.is_some());
+    lab.ns.exec(&["nft", "list", "table", "ip", "collector"]);
+
+    // A fresh applier (a restarted parent) knows nothing: it lists and loads.
+    let fresh = lab.applier().apply(&first()).unwrap();
+    assert!(fresh.snapshot_listed && fresh.load.is_some(), "{fresh:?}");
+}
+
+#[test]
+fn a_refused_load_without_a_dry_run_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut applier = lab.applier();
+    applier.apply(&first()).unwrap();
+    let before = lab.settled();
+    let good = render(&second()).unwrap().into_string();
+    let broken = Ruleset::dangerous_from_text(good.replace("policy drop;", "policy drip;"));
+    let prepared = applier.prepare_rendered(&second(), broken).unwrap();
+    let err = applier.commit(prepared).unwrap_err();
+    assert_eq!(err.step, ApplyStep::Load, "{err}");
+    assert_eq!(err.rollback, Rollback::NothingChanged);
+    assert!(err.detail.contains("drip"), "{}", err.detail);
+    assert_eq!(lab.settled(), before);
+    // What was loaded before still is, and the applier knows it.
+    assert_eq!(applier.apply(&first()).unwrap().load, None);
+}
+
+#[test]
+fn a_failure_half_way_restores_the_ruleset_from_memory() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut applier = lab.applier();
+    applier.apply(&first()).unwrap();
+    let before = lab.settled();
+    let state_before = lab.state();
+    let mut cfg = second();
+    cfg.interfaces
+        .push(iface("x0", Role::Mgmt, &["10.99.0.1/24"]));
+    cfg.firewall
+        .zones
+        .push(serde_json::from_str(r#"{"name": "mgmt", "interfaces": ["x0"]}"#).unwrap());
+    let prepared = applier.prepare(&cfg).unwrap();
+    lab.ip(&["link", "del", "x0"]);
+    let err = applier.commit(prepared).unwrap_err();
+    assert_eq!(err.step, ApplyStep::Addresses, "{err}");
+    assert_eq!(err.rollback, Rollback::Restored, "{err}");
+    let after = lab.state();
+    assert_eq!(after.ruleset, state_before.ruleset);
+    assert_eq!(after.routes, state_before.routes);
+    assert_eq!(after.addresses["eth1"], state_before.addresses["eth1"]);
+    assert_eq!(
+        lab.settled().1,
+        before.1,
+        "nft -s list ruleset byte-identical"
+    );
+    // The restore put back exactly the first configuration's text: applying it again skips
+    // nft.
+    let again = applier.apply(&first()).unwrap();
+    assert_eq!(again.load, None, "{again:?}");
+    assert!(!again.snapshot_listed);
+}

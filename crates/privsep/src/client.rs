@@ -57,14 +57,16 @@ pub enum NetworkOutcome {
     },
     /// The configuration is in force.
     Applied {
-        /// Validate + render, in milliseconds.
+        /// Validate + render + the interfaces exist, in milliseconds.
         render_ms: u64,
-        /// `nft -c`, in milliseconds.
-        check_ms: u64,
         /// Reading what a failure would put back, in milliseconds.
         snapshot_ms: u64,
-        /// `nft -f`, in milliseconds.
-        load_ms: u64,
+        /// The ruleset to put back was listed from the kernel, not taken from the parent's
+        /// memory (the first apply since the parent started).
+        snapshot_listed: bool,
+        /// `nft -f`, in milliseconds; `None` when the kernel already held exactly this ruleset
+        /// and nft did not run.
+        load_ms: Option<u64>,
         /// Links, addresses and routes, in milliseconds.
         addresses_ms: u64,
     },
@@ -229,14 +231,14 @@ impl Parent {
             }),
             Reply::NetworkApplied {
                 render_ms,
-                check_ms,
                 snapshot_ms,
+                snapshot_listed,
                 load_ms,
                 addresses_ms,
             } => Ok(NetworkOutcome::Applied {
                 render_ms,
-                check_ms,
                 snapshot_ms,
+                snapshot_listed,
                 load_ms,
                 addresses_ms,
             }),

@@ -107,12 +107,17 @@ pub enum Request {
     },
     /// Put this network configuration in force.
     ///
-    /// - **Does:** everything [`Request::CheckNetwork`] does, then loads the ruleset with
-    ///   `nft -f -` (one transaction, replacing only mamori's tables) and sets the configured
-    ///   interfaces up, their addresses and mamori's static routes with one `ip -batch`
+    /// - **Does:** validates and renders the configuration and checks its interfaces exist (as
+    ///   [`Request::CheckNetwork`], without the dry run: `nft -f` is one transaction and
+    ///   refuses a bad ruleset as a whole, changing nothing), then loads the ruleset with
+    ///   `nft -f -` (replacing only mamori's tables) and sets the configured interfaces up,
+    ///   their addresses and mamori's static routes with one `ip -batch`
     ///   (`mamori_netconfig::Applier`). If that fails half-way, the previous addresses, routes
-    ///   and ruleset are put back. Replies [`Reply::NetworkApplied`] with the step times, or
-    ///   [`Reply::NetworkRefused`] with the step, bounded detail and what became of the state.
+    ///   and ruleset (the text the parent loaded last, kept in its memory) are put back. When
+    ///   the kernel already holds exactly this ruleset (the same text as the last load and no
+    ///   nftables transaction since), nft does not run. Replies [`Reply::NetworkApplied`] with
+    ///   the step times, or [`Reply::NetworkRefused`] with the step, bounded detail and what
+    ///   became of the state.
     /// - **Needs root because:** `CAP_NET_ADMIN` (nftables, addresses, routes) and `execve`.
     /// - **Parent re-checks:** as [`Request::CheckNetwork`]; it also keeps the record of the
     ///   addresses it set (`STATE/network/addresses.json`, root 0600) and removes only those.
@@ -212,15 +217,18 @@ pub enum Reply {
     },
     /// The answer to [`Request::ApplyNetwork`]: the configuration is in force.
     NetworkApplied {
-        /// Validate + render, in milliseconds.
+        /// Validate + render + the interfaces exist, in milliseconds.
         render_ms: u64,
-        /// `nft -c`, in milliseconds.
-        check_ms: u64,
-        /// Reading what a failure would put back, in milliseconds.
+        /// Reading what a failure would put back and writing the address record, in
+        /// milliseconds.
         snapshot_ms: u64,
-        /// `nft -f`, in milliseconds.
-        load_ms: u64,
-        /// Reading the state, the address record, links, addresses and routes, in milliseconds.
+        /// The ruleset to put back was listed from the kernel (the first apply since the parent
+        /// started, or after a failed restore) rather than taken from memory.
+        snapshot_listed: bool,
+        /// `nft -f`, in milliseconds; `None` when the kernel already held exactly this ruleset
+        /// and nft did not run.
+        load_ms: Option<u64>,
+        /// Links, addresses and routes (one `ip -batch`), in milliseconds.
         addresses_ms: u64,
     },
     /// The answer to [`Request::CheckNetwork`] or [`Request::ApplyNetwork`] when a step failed.
@@ -302,15 +310,15 @@ impl fmt::Debug for Reply {
                 .finish(),
             Self::NetworkApplied {
                 render_ms,
-                check_ms,
                 snapshot_ms,
+                snapshot_listed,
                 load_ms,
                 addresses_ms,
             } => f
                 .debug_struct("NetworkApplied")
                 .field("render_ms", render_ms)
-                .field("check_ms", check_ms)
                 .field("snapshot_ms", snapshot_ms)
+                .field("snapshot_listed", snapshot_listed)
                 .field("load_ms", load_ms)
                 .field("addresses_ms", addresses_ms)
                 .finish(),

@@ -191,7 +191,7 @@ impl Dispatcher {
         let interfaces = config.interfaces.len();
         let rules = config.firewall.rules.len();
         // A panic while holding it left the kernel as the applier's restore left it.
-        let applier = self
+        let mut applier = self
             .network
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -224,15 +224,16 @@ impl Dispatcher {
         let result = if apply {
             applier.apply(config).map(|a| Reply::NetworkApplied {
                 render_ms: ms(a.render),
-                check_ms: ms(a.check),
                 snapshot_ms: ms(a.snapshot),
-                load_ms: ms(a.load),
+                snapshot_listed: a.snapshot_listed,
+                load_ms: a.load.map(ms),
                 addresses_ms: ms(a.addresses),
             })
         } else {
             applier.check(config).map(|p| Reply::NetworkChecked {
                 render_ms: ms(p.render),
-                check_ms: ms(p.check),
+                // check always dry-runs.
+                check_ms: p.check.map_or(0, ms),
             })
         };
         if apply && result.is_ok() {

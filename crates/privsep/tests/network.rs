@@ -244,13 +244,16 @@ fn the_root_parent_applies_a_network_configuration_in_a_namespace_and_kills_a_ho
     let applied = &first["apply"]["Ok"];
     check!(applied["result"] == "applied", "ApplyNetwork: {first}");
     println!(
-        "  through privsep, factory for 2 interfaces: render {} ms, nft -c {} ms, snapshot {} ms, nft -f {} ms, addresses {} ms",
+        "  through privsep, factory for 2 interfaces: check: render {} ms, nft -c {} ms; apply: render {} ms, snapshot {} ms (listed: {}), nft -f {} ms, addresses {} ms",
+        first["check"]["Ok"]["render_ms"],
+        first["check"]["Ok"]["check_ms"],
         applied["render_ms"],
-        applied["check_ms"],
         applied["snapshot_ms"],
+        applied["snapshot_listed"],
         applied["load_ms"],
         applied["addresses_ms"]
     );
+    check!(applied["load_ms"].is_u64(), "nft -f ran: {first}");
     let invalid = &first["invalid"]["Ok"];
     check!(
         invalid["result"] == "refused"
