@@ -17,10 +17,11 @@
 //!
 //! # Security properties
 //!
-//! - The parent trusts no request: frames are capped at 1 MiB, payloads must parse as exactly one
-//!   [`op::Request`] with no unknown fields, and there is one `match` that dispatches
-//!   ([`parent::Dispatcher::dispatch`]). Anything malformed ends the child's session: the parent
-//!   logs it and kills the child; it never guesses a fix.
+//! - The parent trusts no request: frames are capped (requests 16 MiB, replies 1 MiB; the
+//!   buffer grows only as bytes arrive, and a frame must arrive whole within 5 s), payloads
+//!   must parse as exactly one [`op::Request`] with no unknown fields, and there is one `match`
+//!   that dispatches ([`parent::Dispatcher::dispatch`]). Anything malformed ends the child's
+//!   session: the parent logs it and kills the child; it never guesses a fix.
 //! - No request carries a path, a command or an argv: the parent chooses the files and system
 //!   calls itself.
 //! - The key-encryption key never leaves the parent. The data key is handed over once per child
@@ -80,9 +81,15 @@ pub type Result<T, E = PrivsepError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrivsepError {
-    /// A frame announced or carried more than [`wire::MAX_FRAME`] bytes.
-    #[error("privsep frame of {0} bytes exceeds the {max} byte cap", max = wire::MAX_FRAME)]
-    FrameTooLarge(usize),
+    /// A frame announced or carried more than the cap of its direction
+    /// ([`wire::MAX_REQUEST_FRAME`], [`wire::MAX_REPLY_FRAME`]), or was empty when written.
+    #[error("privsep frame of {len} bytes exceeds the {max} byte cap")]
+    FrameTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The cap of its direction.
+        max: usize,
+    },
     /// A frame announced a length of zero.
     #[error("privsep frame with length zero")]
     EmptyFrame,

@@ -72,7 +72,8 @@ const RESTART_MAX: Duration = Duration::from_secs(60);
 /// A child that stayed up this long was healthy; the next restart starts from `RESTART_MIN`.
 const STABLE_UPTIME: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Once a frame has started to arrive, the rest must follow within this time.
+/// Once a frame has started to arrive, the whole of it must follow within this time (and a
+/// reply must be taken within it). 16 MiB over a socketpair take milliseconds.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// The signals the parent blocks to read them from a signalfd. The signal mask survives
 /// `execve`, so the child unblocks them again ([`crate::client::Parent::from_stdin`]).
@@ -836,16 +837,60 @@ fn serve_session(
     }
 }
 
-/// Reads one request from the channel, executes it and writes the reply.
+/// Reads one request from the channel, executes it and writes the reply. The request must
+/// arrive whole, and the reply be taken, within [`FRAME_TIMEOUT`] each.
 pub(crate) fn serve_one(channel: &mut UnixStream, dispatcher: &Dispatcher) -> Result<()> {
-    channel
-        .set_read_timeout(Some(FRAME_TIMEOUT))
-        .and_then(|()| channel.set_write_timeout(Some(FRAME_TIMEOUT)))
-        .map_err(PrivsepError::Channel)?;
-    let request: Request = wire::read_frame(channel)?;
+    let request: Request = wire::read_frame(&mut Deadline::new(channel))?;
     tracing::debug!(target: "mamori::privsep", op = request.name(), "request");
     let reply = dispatcher.dispatch(request);
-    wire::write_frame(channel, &reply)
+    wire::write_frame(&mut Deadline::new(channel), &reply)
+}
+
+/// The channel with one deadline for a whole frame: every read or write waits at most for the
+/// time left, so a peer that trickles a frame byte by byte cannot hold the parent (and its
+/// signal handling) longer than [`FRAME_TIMEOUT`].
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(stream: &'a UnixStream) -> Self {
+        Self {
+            stream,
+            until: Instant::now() + FRAME_TIMEOUT,
+        }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "privsep frame not complete within its time",
+            ))
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        io::Read::read(&mut &*self.stream, buf)
+    }
+}
+
+impl io::Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        io::Write::write(&mut &*self.stream, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Stops the child: SIGTERM, then SIGKILL if it is still there after [`STOP_GRACE`]. Returns
@@ -1227,6 +1272,33 @@ mod tests {
         let err = serve_one(&mut parent_end, &d).unwrap_err();
         assert!(matches!(err, PrivsepError::Channel(_)), "{err}");
         assert!(started.elapsed() >= FRAME_TIMEOUT);
+    }
+
+    #[test]
+    fn a_frame_trickled_byte_by_byte_is_cut_off_at_the_frame_deadline() {
+        let d = Dispatcher::new("/nonexistent");
+        let (mut parent_end, mut child_end) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            // 100 bytes announced, one every 400 ms: each read would succeed within its own
+            // timeout, the frame would take 40 s.
+            if child_end.write_all(&[0, 0, 0, 100, b'{']).is_err() {
+                return;
+            }
+            for _ in 0..99 {
+                std::thread::sleep(Duration::from_millis(400));
+                if child_end.write_all(b" ").is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = serve_one(&mut parent_end, &d).unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, PrivsepError::Channel(_)), "{err}");
+        assert!(took >= FRAME_TIMEOUT, "{took:?}");
+        assert!(took < FRAME_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        drop(parent_end);
+        writer.join().unwrap();
     }
 
     #[test]

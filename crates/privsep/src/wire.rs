@@ -1,12 +1,21 @@
 //! Framing on the privsep socketpair: a big-endian `u32` length, then that many bytes of JSON.
 //!
-//! A frame longer than [`MAX_FRAME`], an empty frame, a frame cut short, or a payload that does
-//! not parse as exactly one known message is an error. The parent treats any such error as a
-//! protocol violation: it logs it and ends the child's session (kills the child). It never
-//! guesses a fix, skips ahead, or resynchronises.
+//! Each direction has its own cap, set by the message type ([`Message::MAX_FRAME`]): a request
+//! (child to parent) may carry a whole network configuration, up to [`MAX_REQUEST_FRAME`]
+//! (16 MiB; 10,000 rules and a 50,000-entry address set are about 2.3 MB of JSON); a reply
+//! (parent to child) is small and typed, up to [`MAX_REPLY_FRAME`] (1 MiB). A frame longer than
+//! its cap, an empty frame, a frame cut short, or a payload that does not parse as exactly one
+//! known message is an error. The parent treats any such error as a protocol violation: it
+//! logs it and ends the child's session (kills the child). It never guesses a fix, skips
+//! ahead, or resynchronises. A sender refuses to write a frame over the cap
+//! ([`PrivsepError::FrameTooLarge`]), so a configuration too large for the channel is an error
+//! for the management process, not a violation.
 //!
-//! I/O is blocking; privileged operations are rare and small. Buffers that may hold key material
-//! are zeroized when dropped.
+//! The length is checked before anything is allocated, and the payload buffer grows with the
+//! bytes that actually arrive (64 KiB first, doubling), so a peer that announces 16 MiB and
+//! sends little costs little. I/O is blocking; the parent bounds the time a frame may take
+//! (`parent.rs`). Buffers that may hold key material are zeroized when dropped, including the
+//! ones left behind when the buffer grows.
 
 use std::io::{self, Read, Write};
 
@@ -15,18 +24,42 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::PrivsepError;
+use crate::op::{Reply, Request};
 
-/// The largest payload accepted or sent, in bytes (1 MiB).
-pub const MAX_FRAME: usize = 1 << 20;
+/// The largest request payload (child to parent), in bytes: 16 MiB. The HTTP API accepts
+/// configuration bodies of the same size.
+pub const MAX_REQUEST_FRAME: usize = 16 << 20;
+/// The largest reply payload (parent to child), in bytes: 1 MiB. The largest reply is a list of
+/// at most [`crate::op::MAX_SOCKETS`] sockets, well under it.
+pub const MAX_REPLY_FRAME: usize = 1 << 20;
+/// The payload buffer's first size; it doubles as bytes arrive, up to the announced length.
+const FIRST_READ: usize = 64 << 10;
 
-/// Writes `msg` as one frame.
-pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), PrivsepError> {
+/// A message that crosses the channel, with the cap of its direction.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The largest payload of this message type, in bytes.
+    const MAX_FRAME: usize;
+}
+
+impl Message for Request {
+    const MAX_FRAME: usize = MAX_REQUEST_FRAME;
+}
+
+impl Message for Reply {
+    const MAX_FRAME: usize = MAX_REPLY_FRAME;
+}
+
+/// Writes `msg` as one frame; refuses (writes nothing) if it exceeds its direction's cap.
+pub fn write_frame<W: Write, T: Message>(w: &mut W, msg: &T) -> Result<(), PrivsepError> {
     let payload = Zeroizing::new(serde_json::to_vec(msg).map_err(PrivsepError::Encode)?);
-    if payload.is_empty() || payload.len() > MAX_FRAME {
-        return Err(PrivsepError::FrameTooLarge(payload.len()));
+    let too_large = || PrivsepError::FrameTooLarge {
+        len: payload.len(),
+        max: T::MAX_FRAME,
+    };
+    if payload.is_empty() || payload.len() > T::MAX_FRAME {
+        return Err(too_large());
     }
-    let len =
-        u32::try_from(payload.len()).map_err(|_| PrivsepError::FrameTooLarge(payload.len()))?;
+    let len = u32::try_from(payload.len()).map_err(|_| too_large())?;
     let mut frame = Zeroizing::new(Vec::with_capacity(4 + payload.len()));
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&payload);
@@ -38,7 +71,7 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Pri
 ///
 /// Returns [`PrivsepError::ChannelClosed`] if the peer closed the channel cleanly between
 /// frames; every other failure is a protocol violation or an I/O error.
-pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, PrivsepError> {
+pub fn read_frame<R: Read, T: Message>(r: &mut R) -> Result<T, PrivsepError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < len.len() {
@@ -54,15 +87,45 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, PrivsepE
     if len == 0 {
         return Err(PrivsepError::EmptyFrame);
     }
-    if len > MAX_FRAME {
-        return Err(PrivsepError::FrameTooLarge(len));
+    if len > T::MAX_FRAME {
+        return Err(PrivsepError::FrameTooLarge {
+            len,
+            max: T::MAX_FRAME,
+        });
     }
-    let mut payload = Zeroizing::new(vec![0u8; len]);
-    r.read_exact(&mut payload).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => PrivsepError::Truncated,
-        _ => PrivsepError::Channel(e),
-    })?;
+    let payload = read_payload(r, len)?;
     serde_json::from_slice(&payload).map_err(PrivsepError::Malformed)
+}
+
+/// Reads exactly `len` bytes into a buffer that grows (zeroizing what it leaves behind) only
+/// as bytes arrive.
+fn read_payload<R: Read>(r: &mut R, len: usize) -> Result<Zeroizing<Vec<u8>>, PrivsepError> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(len.min(FIRST_READ)));
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                buf.capacity().saturating_mul(2).min(len),
+            ));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        let start = buf.len();
+        let end = buf.capacity().min(len);
+        // Within the capacity: no reallocation.
+        buf.resize(end, 0);
+        let got = loop {
+            match r.read(&mut buf[start..end]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PrivsepError::Channel(e)),
+            }
+        };
+        buf.truncate(start + got);
+        if got == 0 {
+            return Err(PrivsepError::Truncated);
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -110,21 +173,98 @@ mod tests {
 
     #[test]
     fn an_oversized_frame_is_refused_before_its_payload_is_read() {
-        let mut bytes = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes().to_vec();
-        // No payload follows: the length alone must be enough to refuse.
-        bytes.extend_from_slice(b"{}");
-        let err = read_frame::<_, Request>(&mut Cursor::new(bytes)).unwrap_err();
-        assert!(matches!(err, PrivsepError::FrameTooLarge(n) if n == MAX_FRAME + 1));
+        for (max, reply) in [(MAX_REQUEST_FRAME, false), (MAX_REPLY_FRAME, true)] {
+            let mut bytes = u32::try_from(max + 1).unwrap().to_be_bytes().to_vec();
+            // No payload follows: the length alone must be enough to refuse.
+            bytes.extend_from_slice(b"{}");
+            let err = if reply {
+                read_frame::<_, Reply>(&mut Cursor::new(bytes)).map(drop)
+            } else {
+                read_frame::<_, Request>(&mut Cursor::new(bytes)).map(drop)
+            }
+            .unwrap_err();
+            assert!(
+                matches!(err, PrivsepError::FrameTooLarge { len, max: m } if len == max + 1 && m == max),
+                "{err}"
+            );
+        }
         let err = read_frame::<_, Request>(&mut Cursor::new(vec![0xff; 4])).unwrap_err();
-        assert!(matches!(err, PrivsepError::FrameTooLarge(_)));
+        assert!(matches!(err, PrivsepError::FrameTooLarge { .. }));
+    }
+
+    #[test]
+    fn the_caps_are_16_mib_for_requests_and_1_mib_for_replies() {
+        assert_eq!(MAX_REQUEST_FRAME, 16 * 1024 * 1024);
+        assert_eq!(MAX_REPLY_FRAME, 1024 * 1024);
+        // A reply between the two caps is refused by the reader of replies.
+        let mut payload = vec![b' '; MAX_REPLY_FRAME + 1];
+        payload[..15].copy_from_slice(br#"{"op":"Status"}"#);
+        let err = read_frame::<_, Reply>(&mut Cursor::new(frame(&payload))).unwrap_err();
+        assert!(matches!(err, PrivsepError::FrameTooLarge { .. }), "{err}");
     }
 
     #[test]
     fn a_frame_at_the_cap_is_read_then_judged_by_its_content() {
-        let mut payload = vec![b' '; MAX_FRAME];
+        let mut payload = vec![b' '; MAX_REQUEST_FRAME];
         payload[..15].copy_from_slice(br#"{"op":"Status"}"#);
         let got: Request = read_frame(&mut Cursor::new(frame(&payload))).unwrap();
         assert_eq!(got, Request::Status);
+        payload.push(b' ');
+        let err = read_frame::<_, Request>(&mut Cursor::new(frame(&payload))).unwrap_err();
+        assert!(matches!(err, PrivsepError::FrameTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_frame_over_its_cap_is_not_written() {
+        let reason = "x".repeat(MAX_REPLY_FRAME);
+        let mut out = Vec::new();
+        let err = write_frame(&mut out, &Reply::Refused { reason }).unwrap_err();
+        assert!(
+            matches!(err, PrivsepError::FrameTooLarge { max, .. } if max == MAX_REPLY_FRAME),
+            "{err}"
+        );
+        assert!(out.is_empty());
+    }
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_large_frame_arriving_in_pieces_is_read_whole_and_a_short_one_is_truncated() {
+        // 3 MB of padding around a request: the buffer grows past 64 KiB several times.
+        let mut payload = br#"{"op":"Status"}"#.to_vec();
+        payload.resize(3_000_000, b' ');
+        let bytes = frame(&payload);
+        for step in [1000, 65_536, 1 << 20] {
+            let got: Request = read_frame(&mut Trickle { data: &bytes, step }).unwrap();
+            assert_eq!(got, Request::Status);
+        }
+        let err = read_frame::<_, Request>(&mut Trickle {
+            data: &bytes[..bytes.len() - 1],
+            step: 100_000,
+        })
+        .unwrap_err();
+        assert!(matches!(err, PrivsepError::Truncated), "{err}");
+        // Announcing 16 MiB and sending a few bytes allocates the first 64 KiB only.
+        let mut liar = u32::try_from(MAX_REQUEST_FRAME)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        liar.extend_from_slice(b"{}");
+        let err = read_frame::<_, Request>(&mut Cursor::new(liar)).unwrap_err();
+        assert!(matches!(err, PrivsepError::Truncated), "{err}");
     }
 
     #[test]

@@ -83,7 +83,14 @@ fn demo_child(state: &Path) -> u8 {
         let Ok(mut s) = chan.lock() else {
             return "lock".to_owned();
         };
-        if let Err(e) = wire::write_frame(&mut *s, frame) {
+        // Framed by hand: a well-formed frame whose payload is no valid request.
+        let payload = frame.to_string().into_bytes();
+        let mut bytes = u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes()
+            .to_vec();
+        bytes.extend_from_slice(&payload);
+        if let Err(e) = s.write_all(&bytes) {
             return format!("write: {e}");
         }
         match wire::read_frame::<_, Reply>(&mut *s) {
