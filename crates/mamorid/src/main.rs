@@ -77,6 +77,9 @@ fn main() -> ExitCode {
     } else if nix::unistd::geteuid().is_root() {
         let mut cfg = ParentConfig::new(&args.state_dir, args.for_child());
         cfg.child_user.clone_from(&args.user);
+        // Managing the network: the parent puts the last applied (or the factory)
+        // configuration in force before the management process binds its listener.
+        cfg.factory_network.clone_from(&args.factory_network);
         check_reachable(&args.state_dir)
             .and_then(|()| prepare_audit_log(&args, &cfg.child_user))
             .and_then(|()| run_parent(cfg).map_err(anyhow::Error::from))

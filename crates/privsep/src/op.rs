@@ -120,7 +120,9 @@ pub enum Request {
     ///   became of the state.
     /// - **Needs root because:** `CAP_NET_ADMIN` (nftables, addresses, routes) and `execve`.
     /// - **Parent re-checks:** as [`Request::CheckNetwork`]; it also keeps the record of the
-    ///   addresses it set (`STATE/network/addresses.json`, root 0600) and removes only those.
+    ///   addresses it set (`STATE/network/addresses.json`, root 0600) and removes only those,
+    ///   and after a success writes the configuration to `STATE/network/applied.json` (root
+    ///   0600), which it puts in force at its next start before the management process runs.
     ApplyNetwork {
         /// The configuration to apply.
         config: Box<NetworkConfig>,

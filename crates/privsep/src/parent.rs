@@ -6,19 +6,23 @@
 //! 2. make sure the management user exists (create it with `useradd --system` if not);
 //! 3. lay out the state directory with the right owners and modes, and create the
 //!    key-encryption key if there is none;
-//! 4. start the management process: a socketpair, then a re-exec of `/proc/self/exe` with the
+//! 4. when it manages the network ([`ParentConfig::factory_network`]), put the last network
+//!    configuration it applied successfully in force, or the factory one
+//!    ([`Dispatcher::boot_network`]), so the firewall stands before the management process
+//!    binds its listener;
+//! 5. start the management process: a socketpair, then a re-exec of `/proc/self/exe` with the
 //!    child's end as its standard input;
-//! 5. serve that child's requests, one frame at a time, through [`Dispatcher::dispatch`];
-//! 6. when the child dies or breaks the protocol, end its session and start a new one after a
+//! 6. serve that child's requests, one frame at a time, through [`Dispatcher::dispatch`];
+//! 7. when the child dies or breaks the protocol, end its session and start a new one after a
 //!    backoff (1 s doubling to 60 s, back to 1 s once a child stayed up 60 s);
-//! 7. on SIGTERM or SIGINT, stop the child (SIGTERM, SIGKILL after 5 s) and return.
+//! 8. on SIGTERM or SIGINT, stop the child (SIGTERM, SIGKILL after 5 s) and return.
 //!
 //! The [`Dispatcher`] is also what runs in-process in single-process mode
 //! ([`crate::client::Parent::in_process`]), so the same code answers in both modes.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -62,6 +66,9 @@ pub const NETWORK_DIR: &str = "network";
 /// The record of the addresses the parent set (`ApplyNetwork`), relative to the state
 /// directory. Only addresses listed here are ever removed.
 pub const NETWORK_RECORD_FILE: &str = "network/addresses.json";
+/// The last network configuration the parent applied successfully (JSON, root 0600), relative
+/// to the state directory: what [`Dispatcher::boot_network`] puts in force at the next start.
+pub const NETWORK_APPLIED_FILE: &str = "network/applied.json";
 /// The directories (under the state directory) that belong to the management process: the
 /// encrypted store, the audit segments, the TLS identity and runtime files (sockets).
 pub const CHILD_DIRS: [&str; 4] = ["store", "audit", "tls", "run"];
@@ -92,17 +99,34 @@ pub struct ParentConfig {
     /// The arguments to re-execute this binary with to get the management process (without
     /// `argv[0]`), for example `["--child"]`.
     pub child_args: Vec<OsString>,
+    /// The device's factory network configuration (a JSON `NetworkConfig`). Set, mamori
+    /// manages the network: before the first management process starts, the parent puts the
+    /// last configuration it applied successfully in force, or this one
+    /// ([`Dispatcher::boot_network`]). `None`: the parent changes no network state at start.
+    pub factory_network: Option<PathBuf>,
 }
 
 impl ParentConfig {
-    /// A configuration with the default child user.
+    /// A configuration with the default child user, managing no network at start.
     pub fn new(state_dir: impl Into<PathBuf>, child_args: Vec<OsString>) -> Self {
         Self {
             state_dir: state_dir.into(),
             child_user: DEFAULT_CHILD_USER.to_owned(),
             child_args,
+            factory_network: None,
         }
     }
+}
+
+/// Which network configuration [`Dispatcher::boot_network`] put in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootNetwork {
+    /// The last one applied successfully (`STATE/network/applied.json`).
+    LastApplied,
+    /// The factory configuration (no last one, or it could not be read or applied).
+    Factory,
+    /// Neither (logged); the management process applies its running revision at its start.
+    Failed,
 }
 
 /// How the parent ended (it only ends on a signal).
@@ -174,21 +198,65 @@ impl Dispatcher {
             Request::SetTime { unix_ms, force } => self.set_time(unix_ms, force),
             Request::ApplyTime { config } => self.apply_time(config),
             Request::TimeStatus => self.time_status(),
-            Request::CheckNetwork { config } => self.network(&config, false),
-            Request::ApplyNetwork { config } => self.network(&config, true),
+            Request::CheckNetwork { config } => self.network(&config, false, "CheckNetwork"),
+            Request::ApplyNetwork { config } => self.network(&config, true, "ApplyNetwork"),
             Request::Sockets => self.sockets(),
         }
     }
 
+    /// At start, before the management process exists: puts the last network configuration
+    /// applied successfully ([`NETWORK_APPLIED_FILE`]) in force, or, when there is none or it
+    /// cannot be read or applied, the factory configuration in `factory`. Both are parsed as
+    /// typed `NetworkConfig` and go through the same checks and applier as `ApplyNetwork`.
+    /// Failures are logged (audit) and do not stop the parent: the management process applies
+    /// its running revision again at its start.
+    ///
+    /// The point is the order: the firewall stands before the management listener (which
+    /// binds `[::]:443` on a device) accepts its first connection. The factory configuration
+    /// is the fallback after a failed last one (for example an interface it names is missing)
+    /// because a firewall that differs from the last one is better than none while the
+    /// management process starts.
+    pub fn boot_network(&self, factory: &Path) -> BootNetwork {
+        let last = self.state_dir.join(NETWORK_APPLIED_FILE);
+        match read_network_config(&last) {
+            Ok(Some(config)) => {
+                if matches!(
+                    self.network(&config, true, "boot (last applied)"),
+                    Reply::NetworkApplied { .. }
+                ) {
+                    return BootNetwork::LastApplied;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target: "mamori::privsep", audit = true, op = "boot", path = %last.display(), error = %e, "the last applied network configuration cannot be read; using the factory configuration");
+            }
+        }
+        match read_network_config(factory) {
+            Ok(Some(config)) => {
+                if matches!(
+                    self.network(&config, true, "boot (factory)"),
+                    Reply::NetworkApplied { .. }
+                ) {
+                    return BootNetwork::Factory;
+                }
+            }
+            Ok(None) => {
+                tracing::error!(target: "mamori::privsep", audit = true, op = "boot", path = %factory.display(), "the factory network configuration does not exist");
+            }
+            Err(e) => {
+                tracing::error!(target: "mamori::privsep", audit = true, op = "boot", path = %factory.display(), error = %e, "the factory network configuration cannot be read");
+            }
+        }
+        tracing::error!(target: "mamori::privsep", audit = true, op = "boot", "no network configuration was put in force at start; the management process applies its running revision at its start");
+        BootNetwork::Failed
+    }
+
     /// `CheckNetwork` (`apply` false) and `ApplyNetwork`. The configuration parsed as typed
     /// values on the way in; [`Applier::check`] validates it again across fields before nft or
-    /// ip run, and renders the ruleset here.
-    fn network(&self, config: &NetworkConfig, apply: bool) -> Reply {
-        let op = if apply {
-            "ApplyNetwork"
-        } else {
-            "CheckNetwork"
-        };
+    /// ip run, and renders the ruleset here. After a successful apply the configuration is
+    /// written to [`NETWORK_APPLIED_FILE`] for the next start.
+    fn network(&self, config: &NetworkConfig, apply: bool, op: &'static str) -> Reply {
         let interfaces = config.interfaces.len();
         let rules = config.firewall.rules.len();
         // A panic while holding it left the kernel as the applier's restore left it.
@@ -212,13 +280,17 @@ impl Dispatcher {
             tracing::warn!(target: "mamori::privsep", audit = true, op, ?reply, "refused: invalid network configuration");
             return reply;
         }
-        if apply && let Some(dir) = applier.record_path().parent() {
+        if apply {
             let me = (Uid::effective(), Gid::effective());
-            if let Err(e) = ensure_dir(dir, 0o700, me) {
-                tracing::error!(target: "mamori::privsep", op, error = %e, "network record directory");
-                return Reply::Failed {
-                    reason: "the network record directory could not be prepared".to_owned(),
-                };
+            let applied_dir = self.state_dir.join(NETWORK_DIR);
+            let dirs = [applier.record_path().parent(), Some(applied_dir.as_path())];
+            for dir in dirs.into_iter().flatten() {
+                if let Err(e) = ensure_dir(dir, 0o700, me) {
+                    tracing::error!(target: "mamori::privsep", op, error = %e, "network record directory");
+                    return Reply::Failed {
+                        reason: "the network record directory could not be prepared".to_owned(),
+                    };
+                }
             }
         }
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -246,6 +318,9 @@ impl Dispatcher {
         }
         match result {
             Ok(reply) => {
+                if apply {
+                    self.record_applied(config);
+                }
                 tracing::warn!(target: "mamori::privsep", audit = apply, op, interfaces, rules, ?reply, "network configuration accepted");
                 reply
             }
@@ -257,6 +332,31 @@ impl Dispatcher {
                     rollback: e.rollback,
                 }
             }
+        }
+    }
+
+    /// Writes the configuration just applied to [`NETWORK_APPLIED_FILE`] (root, 0600, durably:
+    /// temp + fsync + rename + directory fsync), unless the file holds exactly it already. A
+    /// failure is logged; the kernel holds the configuration either way, and the next start
+    /// would put an older one in force until the management process applies its own.
+    fn record_applied(&self, config: &NetworkConfig) {
+        let path = self.state_dir.join(NETWORK_APPLIED_FILE);
+        let bytes = match serde_json::to_vec(config) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(target: "mamori::privsep", audit = true, error = %e, "the applied network configuration could not be encoded");
+                return;
+            }
+        };
+        let me = Uid::effective().as_raw();
+        let same = fs::symlink_metadata(&path).is_ok_and(|m| {
+            m.is_file() && m.uid() == me && m.permissions().mode() & 0o7777 == 0o600
+        }) && fs::read(&path).is_ok_and(|old| old == bytes);
+        if same {
+            return;
+        }
+        if let Err(e) = mamori_durable::write(&path, &bytes, 0o600) {
+            tracing::error!(target: "mamori::privsep", audit = true, path = %path.display(), error = %e, "the applied network configuration could not be recorded; the next start puts an older one in force first");
         }
     }
 
@@ -461,6 +561,27 @@ impl Dispatcher {
     }
 }
 
+/// A network configuration from a file (the last applied one, the factory one): `None` when
+/// the file does not exist; at most [`wire::MAX_REQUEST_FRAME`] bytes, parsed as typed values.
+fn read_network_config(path: &Path) -> std::result::Result<Option<NetworkConfig>, String> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let limit = wire::MAX_REQUEST_FRAME;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// Milliseconds since the Unix epoch of a `CLOCK_REALTIME` reading.
 fn unix_ms_of(t: TimeSpec) -> i64 {
     t.tv_sec()
@@ -497,6 +618,11 @@ pub fn run_parent(cfg: ParentConfig) -> Result<ParentExit> {
     prepare_state_dir(&cfg.state_dir, user.uid, user.gid)?;
     let signals = Signals::block()?;
     let dispatcher = Dispatcher::new(&cfg.state_dir);
+    if let Some(factory) = &cfg.factory_network {
+        // Before the first management process: its listener must find the firewall standing.
+        let booted = dispatcher.boot_network(factory);
+        tracing::info!(target: "mamori::privsep", ?booted, "network at start");
+    }
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();

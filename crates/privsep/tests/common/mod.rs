@@ -174,14 +174,16 @@ pub fn proc_status(pid: u32, field: &str) -> Result<String, String> {
 
 // ---- the demo daemon: this test binary as a real parent and its confined child -----------
 
-/// Runs this test binary as a demo daemon when it was started as one: `--demo-parent STATE`
-/// runs the real privileged parent, which re-executes the binary with `--demo-child STATE`,
-/// handed to `child`. `None` when neither flag is given (then the binary runs its tests).
+/// Runs this test binary as a demo daemon when it was started as one: `--demo-parent STATE
+/// [--demo-factory FILE]` runs the real privileged parent (with `FILE` as its factory network
+/// configuration), which re-executes the binary with `--demo-child STATE`, handed to `child`.
+/// `None` when neither flag is given (then the binary runs its tests).
 pub fn demo_main(child: fn(&Path) -> u8) -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().collect();
     let state = |i: usize| Path::new(args.get(i + 1).map_or("", String::as_str)).to_owned();
     if let Some(i) = args.iter().position(|a| a == "--demo-parent") {
-        return Some(ExitCode::from(demo_parent(&state(i))));
+        let factory = args.iter().position(|a| a == "--demo-factory").map(state);
+        return Some(ExitCode::from(demo_parent(&state(i), factory)));
     }
     if let Some(i) = args.iter().position(|a| a == "--demo-child") {
         return Some(ExitCode::from(child(&state(i))));
@@ -191,9 +193,10 @@ pub fn demo_main(child: fn(&Path) -> u8) -> Option<ExitCode> {
 
 /// The real parent over `state`, its child this binary with `--demo-child`; prints
 /// `PARENT-EXIT {signal, child_restarts}` or `PARENT-ERROR`.
-fn demo_parent(state: &Path) -> u8 {
+fn demo_parent(state: &Path, factory: Option<std::path::PathBuf>) -> u8 {
     use mamori_privsep::parent::{ParentConfig, run_parent};
-    let cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
+    let mut cfg = ParentConfig::new(state, vec!["--demo-child".into(), state.into()]);
+    cfg.factory_network = factory;
     match run_parent(cfg) {
         Ok(exit) => {
             println!(
