@@ -193,13 +193,14 @@ fn nft_detail(e: &NftError) -> String {
     }
 }
 
-/// A configuration that passed [`Applier::check`], ready for [`Applier::commit`].
+/// A configuration that passed [`Applier::check`] or [`Applier::prepare`], ready for
+/// [`Applier::commit`].
 #[derive(Debug, Clone)]
 pub struct Prepared {
     ruleset: Ruleset,
     addresses: BTreeMap<String, BTreeSet<IpNet>>,
     routes: BTreeSet<RouteKey>,
-    /// How long validate + render took.
+    /// How long validate + render and the interface check (`ip -j address`) took.
     pub render: Duration,
     /// How long `nft -c` took; `None` when it was not run ([`Applier::prepare`]).
     pub check: Option<Duration>,
@@ -215,13 +216,14 @@ impl Prepared {
 /// How long the steps of a successful apply took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
-    /// Validate + render.
+    /// Validate + render and the interface check.
     pub render: Duration,
     /// `nft -c`, when this apply dry-ran ([`Applier::apply_rendered`]); `None` for
     /// [`Applier::apply`], whose load is its own check.
     pub check: Option<Duration>,
     /// Reading what a failure would put back (links, addresses, routes, the nftables
-    /// generation; mamori's tables only when listed) and writing the address record.
+    /// generation; mamori's tables only when listed) and writing the address record when it
+    /// grows.
     pub snapshot: Duration,
     /// The restore point of mamori's tables was listed from the kernel (`nft -s list table`,
     /// which grows with the ruleset in force): the first apply since this applier was made, or
@@ -449,9 +451,11 @@ impl Applier {
         } else {
             None
         };
+        let started = Instant::now();
         let links = self
             .links()
             .map_err(|d| ApplyError::early(ApplyStep::Interfaces, d))?;
+        let interfaces_time = started.elapsed();
         let missing: Vec<&str> = cfg
             .interfaces
             .iter()
@@ -488,7 +492,7 @@ impl Applier {
             ruleset,
             addresses,
             routes,
-            render: render_time,
+            render: render_time + interfaces_time,
             check,
         })
     }
@@ -517,8 +521,12 @@ impl Applier {
         for (name, addrs) in &p.addresses {
             union.entry(name.clone()).or_default().extend(addrs);
         }
-        self.write_record(&union)
-            .map_err(|d| ApplyError::early(ApplyStep::Record, d))?;
+        // (Written only when it changes: the same configuration again costs no fsync.)
+        let grew = union != record;
+        if grew {
+            self.write_record(&union)
+                .map_err(|d| ApplyError::early(ApplyStep::Record, d))?;
+        }
         let before_load = started.elapsed();
 
         let started = Instant::now();
@@ -529,7 +537,9 @@ impl Applier {
             if let Err(e) = self.load_and_remember(&p.ruleset) {
                 // nft -f is one transaction: nothing changed, what was loaded last still is.
                 self.loaded = previous;
-                let _ = self.write_record(&record);
+                if grew {
+                    let _ = self.write_record(&record);
+                }
                 return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
             }
             Some(started.elapsed())
@@ -541,7 +551,9 @@ impl Applier {
             let rollback = match self.restore(&snapshot, &p.addresses, load.is_some()) {
                 Ok(()) => {
                     // Back where it was: the old record is true again.
-                    let _ = self.write_record(&record);
+                    if grew {
+                        let _ = self.write_record(&record);
+                    }
                     Rollback::Restored
                 }
                 Err(d) => Rollback::Incomplete(bounded(&d)),
@@ -556,12 +568,16 @@ impl Applier {
         for (name, addrs) in &p.addresses {
             done.insert(name.clone(), addrs.clone());
         }
-        self.write_record(&done).map_err(|d| ApplyError {
-            step: ApplyStep::Record,
-            detail: bounded(&d),
-            // The kernel has the new configuration; the record still lists every address set.
-            rollback: Rollback::Incomplete("the kernel holds the new configuration".to_owned()),
-        })?;
+        // On disk now: `union`.
+        if done != union {
+            self.write_record(&done).map_err(|d| ApplyError {
+                step: ApplyStep::Record,
+                detail: bounded(&d),
+                // The kernel has the new configuration; the record still lists every address
+                // set.
+                rollback: Rollback::Incomplete("the kernel holds the new configuration".to_owned()),
+            })?;
+        }
         Ok(Applied {
             render: p.render,
             check: p.check,

@@ -50,7 +50,7 @@ pub struct ParentStatus {
 pub enum NetworkOutcome {
     /// `nft -c` accepted the ruleset and the interfaces exist (nothing changed).
     Checked {
-        /// Validate + render, in milliseconds.
+        /// Validate + render + the interfaces exist, in milliseconds.
         render_ms: u64,
         /// `nft -c`, in milliseconds.
         check_ms: u64,

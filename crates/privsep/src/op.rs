@@ -212,7 +212,7 @@ pub enum Reply {
     /// The answer to [`Request::CheckNetwork`]: `nft -c` accepted the ruleset and the
     /// interfaces exist.
     NetworkChecked {
-        /// Validate + render, in milliseconds.
+        /// Validate + render + the interfaces exist, in milliseconds.
         render_ms: u64,
         /// `nft -c`, in milliseconds.
         check_ms: u64,
