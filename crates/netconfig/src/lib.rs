@@ -19,14 +19,17 @@
 //! - [`apply`]: [`Applier`] — check (`nft -c`), load (`nft -f`), then interface addresses and
 //!   static routes with `ip -batch`, put back if that fails half-way; [`NetworkState`] to read
 //!   it back. Run by the privileged parent.
+//! - [`dhcp`]: [`DhcpClients`] — one `dhcpcd` per wan interface with `dhcp: true`, rendered,
+//!   started, supervised and stopped by the privileged parent after each apply.
 //!
 //! # What this crate does not do
 //!
-//! No commit-confirm, no revisions store, no DHCP client. The privileged parent runs
-//! [`Applier`] and the daemon keeps the history.
+//! No commit-confirm, no revisions store, no DHCPv6. The privileged parent runs [`Applier`] and
+//! [`DhcpClients`], and the daemon keeps the history.
 //! No `unsafe`.
 
 pub mod apply;
+pub mod dhcp;
 pub mod diff;
 pub mod management;
 pub mod model;
@@ -39,6 +42,7 @@ pub mod validate;
 pub use apply::{
     Applied, Applier, ApplyError, ApplyStep, NetworkState, Prepared, ROUTE_PROTO, Rollback,
 };
+pub use dhcp::{DhcpClients, DhcpOptions, DhcpStatus};
 pub use diff::diff;
 pub use management::{ManagementCut, ManagementSession, check_keeps_management};
 pub use model::{
