@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
-use mamori_netconfig::{Applier, NetworkConfig, Rollback};
+use mamori_netconfig::{Applier, DhcpClients, NetworkConfig, Rollback};
 use mamori_time::{NtpDaemon, TimeConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
@@ -152,6 +152,9 @@ pub struct Dispatcher {
     ntp: Mutex<NtpDaemon>,
     /// One network apply at a time.
     network: Mutex<Applier>,
+    /// The DHCP clients of the wan interfaces, put in line after every apply; dropping the
+    /// dispatcher (the parent stops) stops them, as it stops chronyd.
+    dhcp: DhcpClients,
 }
 
 impl Dispatcher {
@@ -165,6 +168,7 @@ impl Dispatcher {
         Self {
             ntp: Mutex::new(NtpDaemon::for_device(&state_dir)),
             network: Mutex::new(Applier::new(state_dir.join(NETWORK_RECORD_FILE))),
+            dhcp: DhcpClients::for_device(&state_dir),
             state_dir,
             started_at_unix,
             child_restarts: AtomicU32::new(0),
@@ -315,6 +319,8 @@ impl Dispatcher {
             for failed in mamori_netconfig::sysctl::set_router(applier.netns()) {
                 tracing::warn!(target: "mamori::privsep", op, %failed, "kernel setting not applied");
             }
+            // A dhcpcd for each `dhcp: true` interface, none for the others (logs each change).
+            self.dhcp.reconcile(config, applier.netns());
         }
         match result {
             Ok(reply) => {
