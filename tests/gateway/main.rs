@@ -624,3 +624,114 @@ fn who_may_read_and_change_the_configuration_and_that_commits_need_reauthenticat
         "{committed:?}"
     );
 }
+
+#[test]
+fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_wan() {
+    for bin in ["/usr/sbin/dhcpcd", "/usr/sbin/dnsmasq"] {
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} is needed (scripts/test installs dhcpcd-base and dnsmasq-base)"
+        );
+    }
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_, cfg) = gw.running(&admin);
+    let leases = tempfile::tempdir().unwrap();
+    let _server = Dnsmasq::start(&gw.netns(Role::Wan), &leases.path().join("leases"));
+
+    // wan0 by DHCP: no static IPv4 address and no static IPv4 default route (the lease brings
+    // one); IPv6 stays static.
+    let mut dhcp = cfg.clone();
+    for i in dhcp["interfaces"].as_array_mut().unwrap() {
+        if i["name"] == "wan0" {
+            i["dhcp"] = json!(true);
+            i["addresses"] = json!([format!("{GW_WAN_V6}/64")]);
+        }
+    }
+    dhcp["routes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["gateway"] != "203.0.113.1");
+    let r = gw.commit(&admin, &dhcp, 0, "wan by dhcp");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A lease from the range, and the default route through the router option.
+    let gw_ns = gw.netns(Role::Gw);
+    let mut lease = None;
+    let got = eventually(Duration::from_secs(40), || {
+        let addrs = run_in(
+            &gw_ns,
+            &["ip", "-4", "-o", "address", "show", "dev", "wan0"],
+        );
+        lease = addrs
+            .split_whitespace()
+            .find(|w| w.starts_with("203.0.113.") && w.ends_with("/24"))
+            .map(|w| w.trim_end_matches("/24").to_owned());
+        lease.is_some() && addrs.contains("dynamic")
+    });
+    assert!(got, "no lease:\n{}", gw.addresses_and_routes());
+    let lease = lease.unwrap();
+    assert_ne!(lease, GW_WAN, "the static address went");
+    let host: u8 = lease.rsplit('.').next().unwrap().parse().unwrap();
+    assert!((100..=150).contains(&host), "{lease}");
+    let routes = run_in(&gw_ns, &["ip", "-4", "route", "show", "default"]);
+    assert!(
+        routes.contains("default via 203.0.113.1 dev wan0 proto dhcp"),
+        "{routes}"
+    );
+    // The client's files are the device's: under its state directory.
+    assert!(gw.state_dir().join("dhcp/wan0/dhcpcd.conf").is_file());
+    assert!(gw.state_dir().join("dhcp/wan0/lib/wan0.lease").is_file());
+
+    // A lan host reaches the wan host through NAT. The wan host's route back to the lan points
+    // at the gateway's old static address, which is gone: only connections masqueraded to the
+    // leased address get an answer.
+    let _web = support::TcpServer::start(&gw.netns(Role::Wan), "203.0.113.1", 8000);
+    let through = eventually(Duration::from_secs(10), || {
+        connects(&gw.netns(Role::Lan1), "203.0.113.1", 8000, QUICK)
+    });
+    assert!(through, "lan to wan through NAT over the DHCP uplink");
+    // The running revision says so (read over the management link).
+    let (_, running) = gw.running(&admin);
+    assert!(
+        running["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "wan0" && i["dhcp"] == json!(true)),
+        "{running}"
+    );
+}
+
+/// dnsmasq as the wan's DHCP server (no DNS), in the foreground on the wan host's eth0; killed
+/// on drop.
+struct Dnsmasq(std::process::Child);
+
+impl Dnsmasq {
+    fn start(ns: &str, leases: &std::path::Path) -> Dnsmasq {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "dnsmasq", "--no-daemon"])
+            .args([
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--interface=eth0",
+                "--bind-interfaces",
+                "--dhcp-range=203.0.113.100,203.0.113.150,255.255.255.0,10m",
+                "--dhcp-option=3,203.0.113.1",
+            ])
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Dnsmasq(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
