@@ -33,8 +33,8 @@
 //!   (`unshare(CLONE_NEWNS)` acts on the calling thread only), never by the parent's main
 //!   thread.
 //! - **Signals as from init**: the parent blocks SIGTERM, SIGINT and SIGCHLD to read them from a
-//!   signalfd; the mask survives `execve` (std's `Command` does not reset it), and a dhcpcd
-//!   started with it would ignore SIGTERM and never reap its helpers. coreutils' `env
+//!   signalfd; the mask survives `execve` (std's `Command` does not reset it): a dhcpcd started
+//!   with it ignores SIGTERM, and SIGCHLD (a helper exited) stays blocked too. coreutils' `env
 //!   --default-signal` unblocks every signal and resets its handler before it executes dhcpcd.
 //! - **Its own process group**: dhcpcd's helpers (the root privileged proxy, the BPF and network
 //!   proxies) outlive a master that was killed; the group goes with it.
