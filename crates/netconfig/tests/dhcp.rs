@@ -469,7 +469,7 @@ fn the_applier_leaves_a_dhcp_address_and_route_alone() {
         "1002",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let applier = Applier::in_netns(&ns.name, dir.path().join("addresses.json"));
+    let mut applier = Applier::in_netns(&ns.name, dir.path().join("addresses.json"));
     let dhcp_state = || {
         (
             ip(&["-4", "-br", "address", "show", "dev", "wan0"])
