@@ -35,8 +35,8 @@ use time::OffsetDateTime;
 
 pub use boot::BootNote;
 pub use types::{
-    Apply, ApplyError, Channel, CommitMeta, ConfigError, Outcome, PendingMarker, Refusal,
-    RevertReason, Revision, RevisionInfo, Step,
+    Apply, ApplyError, ApplyFailure, Channel, CommitMeta, ConfigError, Outcome, PendingMarker,
+    Refusal, RevertReason, Revision, RevisionInfo, Step,
 };
 
 /// The fewest revisions kept (the issue asks for at least 100).
@@ -268,7 +268,9 @@ impl Configs {
                 error: Refusal::CutsManagement(e),
             });
         }
-        if let Err(e) = apply.check(&candidate) {
+        // The dry run, unless the apply checks in the same pass (one kernel pass, not two).
+        let one_pass = apply.checks_while_applying();
+        if !one_pass && let Err(e) = apply.check(&candidate) {
             return Ok(Outcome::Refused {
                 step: Step::Check,
                 error: Refusal::Check(e),
@@ -304,8 +306,33 @@ impl Configs {
             Ok((id, previous))
         })?;
 
-        if let Err(e) = apply.apply(&candidate) {
-            return self.undo(new_id, previous, apply, RevertReason::ApplyFailed(e));
+        let applied = if one_pass {
+            apply.apply_checked(&candidate)
+        } else {
+            apply.apply(&candidate).map_err(ApplyFailure::Failed)
+        };
+        match applied {
+            Ok(()) => {}
+            Err(ApplyFailure::Refused(e)) => {
+                // Nothing changed in the kernel: the revision and the marker go, as if the dry
+                // run had refused it.
+                self.store.write(|tx| -> Result<(), ConfigError> {
+                    let mut state = load_state(tx)?;
+                    tx.delete(Table::ConfigRevisions, &revision_key(new_id))?;
+                    state.index.retain(|i| i.id != new_id);
+                    state.running = previous;
+                    tx.delete(Table::ConfigState, PENDING_KEY)?;
+                    tx.put(Table::ConfigState, STATE_KEY, &state)?;
+                    Ok(())
+                })?;
+                return Ok(Outcome::Refused {
+                    step: Step::Check,
+                    error: Refusal::Check(e),
+                });
+            }
+            Err(ApplyFailure::Failed(e)) => {
+                return self.undo(new_id, previous, apply, RevertReason::ApplyFailed(e));
+            }
         }
         if let Err(e) = apply.probe() {
             return self.undo(new_id, previous, apply, RevertReason::ProbeFailed(e));

@@ -170,6 +170,32 @@ pub trait Apply {
     fn apply(&self, cfg: &NetworkConfig) -> Result<(), ApplyError>;
     /// Health after an apply (management listener reachable, links up, …).
     fn probe(&self) -> Result<(), ApplyError>;
+
+    /// Whether [`Apply::apply`] checks a configuration in the same pass that loads it and
+    /// refuses, changing nothing, what its dry run would refuse ([`ApplyFailure::Refused`]). Then
+    /// a commit runs one pass instead of a dry run and a load: nftables loads a ruleset as one
+    /// transaction the kernel checks whole before it commits it, and a dry run (`nft -c`) costs
+    /// as much as the load. Default: false (the commit dry-runs first).
+    fn checks_while_applying(&self) -> bool {
+        false
+    }
+
+    /// [`Apply::apply`], telling a refusal that changed nothing from a failure part-way. Only
+    /// called when [`Apply::checks_while_applying`] says so; the default treats every error as a
+    /// failure part-way.
+    fn apply_checked(&self, cfg: &NetworkConfig) -> Result<(), ApplyFailure> {
+        self.apply(cfg).map_err(ApplyFailure::Failed)
+    }
+}
+
+/// Why [`Apply::apply_checked`] did not put a configuration in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyFailure {
+    /// Refused before anything changed (what a dry run refuses: a missing interface, a ruleset
+    /// nftables rejects).
+    Refused(ApplyError),
+    /// Failed part-way; what it restored is in the message.
+    Failed(ApplyError),
 }
 
 /// Why a candidate was refused before anything was written or applied.

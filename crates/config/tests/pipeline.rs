@@ -693,3 +693,84 @@ fn no_revision_row_outlives_its_index_entry() {
     assert_eq!(rows, index);
     assert_eq!(rows.len(), 100);
 }
+
+/// An apply that checks in the same pass (the parent: one nftables transaction the kernel checks
+/// whole): no separate dry run; a refusal that changed nothing is a refusal, not a revert.
+struct OnePass(Recorder);
+
+impl mamori_config::Apply for OnePass {
+    fn check(&self, cfg: &NetworkConfig) -> Result<(), mamori_config::ApplyError> {
+        self.0.check(cfg)
+    }
+    fn apply(&self, cfg: &NetworkConfig) -> Result<(), mamori_config::ApplyError> {
+        self.0.apply(cfg)
+    }
+    fn probe(&self) -> Result<(), mamori_config::ApplyError> {
+        self.0.probe()
+    }
+    fn checks_while_applying(&self) -> bool {
+        true
+    }
+    fn apply_checked(&self, cfg: &NetworkConfig) -> Result<(), mamori_config::ApplyFailure> {
+        if self.0.fail.lock().unwrap().check {
+            self.0.calls.lock().unwrap().push("apply refused".into());
+            return Err(mamori_config::ApplyFailure::Refused(
+                mamori_config::ApplyError("nft: syntax error".into()),
+            ));
+        }
+        self.0
+            .apply(cfg)
+            .map_err(mamori_config::ApplyFailure::Failed)
+    }
+}
+
+#[test]
+fn an_apply_that_checks_while_applying_commits_in_one_pass_and_its_refusal_changes_nothing() {
+    let d = Disk::new();
+    let c = d.open();
+    let r = OnePass(Recorder::default());
+    let out = c
+        .commit(with_rules(2), meta("alice", Channel::Api, ""), WINDOW, &r)
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Committed { revision: 2, .. }),
+        "{out:?}"
+    );
+    assert_eq!(r.0.calls(), ["apply", "probe"], "no separate dry run");
+    c.confirm().unwrap();
+
+    let before = snapshot(&c, &r.0);
+    r.0.fail(Failures {
+        check: true,
+        ..Failures::default()
+    });
+    let out = c
+        .commit(with_rules(5), meta("alice", Channel::Api, ""), WINDOW, &r)
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::Refused {
+                step: Step::Check,
+                error: Refusal::Check(_)
+            }
+        ),
+        "{out:?}"
+    );
+    // Refused, not reverted: no revision, no marker, the kernel as it was, no second apply.
+    assert_eq!(snapshot(&c, &r.0), before);
+    assert_eq!(
+        r.0.calls(),
+        ["apply", "probe", "apply refused"],
+        "nothing re-applied"
+    );
+    // The next id is still fresh (revision ids are never reused).
+    r.0.fail(Failures::default());
+    let out = c
+        .commit(with_rules(6), meta("alice", Channel::Api, ""), None, &r)
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Committed { revision: 4, .. }),
+        "{out:?}"
+    );
+}

@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use mamori_audit::log::AuditLog;
 use mamori_audit::{Event, EventKind, Outcome as AuditOutcome, Sink};
-use mamori_config::{Apply, ApplyError, Channel, Configs, Options};
+use mamori_config::{Apply, ApplyError, ApplyFailure, Channel, Configs, Options};
 use mamori_http::handlers::config::{Network, outcome_event};
-use mamori_netconfig::NetworkConfig;
+use mamori_netconfig::{NetworkConfig, Rollback};
 use mamori_privsep::client::{NetworkOutcome, Parent};
 use mamori_store::Store;
 use serde_json::json;
@@ -104,6 +104,36 @@ impl Apply for ParentApply {
         let outcome = refused(outcome)?;
         tracing::info!(?outcome, "network configuration applied");
         Ok(())
+    }
+
+    /// The parent's ApplyNetwork validates, renders, checks the interfaces and loads the
+    /// ruleset as one nftables transaction, which the kernel checks whole before committing:
+    /// whatever `nft -c` would refuse, the load refuses with nothing changed. So a commit costs
+    /// one kernel pass (docs/benchmarks.md: a dry run costs as much as the load).
+    fn checks_while_applying(&self) -> bool {
+        true
+    }
+
+    fn apply_checked(&self, cfg: &NetworkConfig) -> Result<(), ApplyFailure> {
+        let outcome = self
+            .parent
+            .apply_network(cfg.clone())
+            .map_err(|e| ApplyFailure::Failed(ApplyError(e.to_string())))?;
+        match outcome {
+            NetworkOutcome::Refused {
+                step,
+                detail,
+                rollback: Rollback::NothingChanged,
+            } => Err(ApplyFailure::Refused(ApplyError(format!(
+                "{}: {detail}",
+                step.as_str()
+            )))),
+            other => {
+                let outcome = refused(other).map_err(ApplyFailure::Failed)?;
+                tracing::info!(?outcome, "network configuration applied");
+                Ok(())
+            }
+        }
     }
 
     /// The parent answers and the management listener is still open. Whether an administrator
