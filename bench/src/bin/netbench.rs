@@ -12,7 +12,8 @@
 //! - (b) the real privileged parent (`run_parent` of `mamori-privsep`, this binary started as
 //!   `netbench parent STATE` inside the namespace) answering its child (this binary as
 //!   `netbench child …`, re-executed by the parent, talking over the real socketpair and wire)
-//!   `CheckNetwork` then `ApplyNetwork`, as the configuration pipeline calls them: `first`
+//!   `CheckNetwork` then `ApplyNetwork`, each timed (a commit's one kernel pass is
+//!   `ApplyNetwork` alone; `POST /api/v1/config/check` is `CheckNetwork`): `first`
 //!   after mamori's tables and the interfaces' addresses were removed, `again` with a
 //!   configuration that differs from the one in force by one rule's port (so nft loads), and
 //!   `same`: `ApplyNetwork` of the configuration in force (the management process's start);
