@@ -362,7 +362,14 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
     let (d, admin) = setup();
     let doc = admin.get("/api/v1/openapi.json").body;
     let bases = base_bodies(&admin);
-    let endpoints = body_endpoints(&doc);
+    // The network configuration's endpoints answer 409 on a device that manages no network
+    // (this one) before they read a body, and take bodies up to 16 MiB: their malformed input is
+    // tested on a device that manages its network, in tests/gateway
+    // (`broken_candidates_change_nothing_in_the_kernel`, the CLI test).
+    let endpoints: Vec<_> = body_endpoints(&doc)
+        .into_iter()
+        .filter(|(_, p, _, _)| !p.starts_with("/api/v1/config/"))
+        .collect();
     let declared: BTreeSet<_> = endpoints
         .iter()
         .map(|(m, p, _, _)| (m.clone(), p.clone()))
