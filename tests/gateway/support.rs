@@ -6,13 +6,14 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mamori_lab::{DeviceSpec, Lab, LabName, LabSpec, Mgmt, Role, UpReport};
 use nix::sched::{CloneFlags, setns};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub use crate::common::eventually;
 use crate::common::{ADMIN_PASSWORD, Answer, Client, bin};
 
 static LABS: AtomicU32 = AtomicU32::new(0);
@@ -282,18 +283,6 @@ pub fn https_status(ns: &str, cert: &Path, url: &str, timeout: Duration) -> Opti
         .unwrap();
     let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
     (code != 0).then_some(code)
-}
-
-/// Waits until `f` is true or the timeout passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// A TCP server in namespace `ns` on `addr:port` answering every connection with a short HTTP
