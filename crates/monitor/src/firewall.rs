@@ -25,11 +25,20 @@
 //! **Overrun.** The objects counted so far are dropped, a `GETGEN` is sent if allowed, and the
 //! next record says `"incomplete": true` and how many generations were skipped.
 //!
+//! **mamori's own loads.** The privileged parent may own this socket and hand it over
+//! ([`FirewallConfig::socket`]): then it leaves the group around each load of mamori's own
+//! ruleset, so the kernel builds no notification for it (at 10,000 rules they cost 15–20 % of
+//! the load), and the management process notes those generations in [`OwnLoads`]. They are
+//! recorded by the configuration pipeline (`config_applied`, `config_committed`, with revision
+//! and diff), not here, and are not counted as skipped when the next generation arrives.
+//!
 //! Firewall start/stop and drop summaries (the firewall issue) will be their own event kinds
 //! with the same `generation`/`tables` vocabulary in their details.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 
 use mamori_audit::{Event, EventKind, Outcome};
 use netlink_packet_core::{NLM_F_REQUEST, NlaBuffer, NlasIterator};
@@ -77,20 +86,69 @@ mod msg {
 #[derive(Debug, Clone)]
 pub struct FirewallConfig {
     /// The socket receive buffer to ask for, in bytes. A large ruleset load announces every
-    /// rule; the default holds tens of thousands of notifications.
+    /// rule; the default holds tens of thousands of notifications. Not used for a given
+    /// [`FirewallConfig::socket`].
     pub receive_buffer: usize,
+    /// A socket already subscribed to the nftables group (the privileged parent's, shared),
+    /// used instead of opening one.
+    pub socket: Option<Arc<OwnedFd>>,
+    /// The generations mamori committed itself with notifications paused.
+    pub own: Arc<OwnLoads>,
 }
 
 impl Default for FirewallConfig {
     fn default() -> Self {
         Self {
             receive_buffer: 4 * DEFAULT_RECEIVE_BUFFER,
+            socket: None,
+            own: Arc::default(),
         }
     }
 }
 
-/// Opens the firewall monitor's socket. Needs CAP_NET_ADMIN (see the module documentation);
-/// fails with `EPERM` without it.
+/// The nftables generations of mamori's own loads, made while the monitor's socket had left
+/// the group: noted by whoever applies (the management process, from the parent's answer) and
+/// taken out of the monitor's count of skipped generations.
+#[derive(Debug, Default)]
+pub struct OwnLoads {
+    generations: Mutex<VecDeque<u32>>,
+}
+
+/// Own generations remembered; older ones are forgotten (then counted as skipped).
+const OWN_KEPT: usize = 256;
+
+impl OwnLoads {
+    /// Notes `generation` as one of mamori's own loads.
+    pub fn note(&self, generation: u32) {
+        let mut g = self
+            .generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.len() == OWN_KEPT {
+            g.pop_front();
+        }
+        g.push_back(generation);
+    }
+
+    /// How many of the generations after `last` up to and excluding `now` were mamori's own
+    /// (forgetting them).
+    fn take_between(&self, last: u32, now: u32) -> u32 {
+        let mut g = self
+            .generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let span = now.wrapping_sub(last);
+        let before = g.len();
+        g.retain(|x| {
+            let d = x.wrapping_sub(last);
+            !(d > 0 && d < span)
+        });
+        u32::try_from(before - g.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Opens the firewall monitor's socket, or adopts the one given in `config`. Opening needs
+/// CAP_NET_ADMIN (see the module documentation) and fails with `EPERM` without it.
 pub fn open(config: FirewallConfig) -> io::Result<Prepared> {
     let watch = FirewallWatch {
         config,
@@ -246,7 +304,10 @@ impl FirewallWatch {
         let pid = attrs.u32_be(2);
         let comm = attrs.str(3);
         let skipped = match (self.generation, id) {
-            (Some(last), Some(now)) => now.wrapping_sub(last).saturating_sub(1),
+            (Some(last), Some(now)) => now
+                .wrapping_sub(last)
+                .saturating_sub(1)
+                .saturating_sub(self.config.own.take_between(last, now)),
             _ => 0,
         };
         let batch = std::mem::take(&mut self.batch);
@@ -372,11 +433,14 @@ impl Watch for FirewallWatch {
     }
 
     fn open(&self) -> io::Result<NlSocket> {
-        NlSocket::open(
-            NETLINK_NETFILTER,
-            &[NFNLGRP_NFTABLES],
-            self.config.receive_buffer,
-        )
+        match &self.config.socket {
+            Some(fd) => NlSocket::adopt(fd.try_clone()?),
+            None => NlSocket::open(
+                NETLINK_NETFILTER,
+                &[NFNLGRP_NFTABLES],
+                self.config.receive_buffer,
+            ),
+        }
     }
 
     fn sync(&mut self, sock: &mut NlSocket, out: &Out) -> io::Result<()> {

@@ -59,7 +59,7 @@ mod rtnl;
 mod worker;
 
 pub use drops::DropConfig;
-pub use firewall::FirewallConfig;
+pub use firewall::{FirewallConfig, OwnLoads};
 pub use interfaces::InterfaceConfig;
 pub use links::LinkConfig;
 pub use software::{SoftwareCheck, SoftwareConfig, SoftwareError};

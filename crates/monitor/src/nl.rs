@@ -5,15 +5,15 @@
 //! receive-buffer overrun (`ENOBUFS`), which is not an error of the socket but a sign that
 //! notifications were dropped by the kernel and the state must be read again.
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
-use netlink_sys::{Socket, SocketAddr};
+use netlink_sys::Socket;
 use nix::errno::Errno;
-use nix::libc;
+use nix::sys::socket::{MsgFlags, NetlinkAddr, getsockname, getsockopt, recvmsg, sendto, sockopt};
 
 /// Netlink protocols used here (`linux/netlink.h`).
 pub(crate) const NETLINK_ROUTE: isize = 0;
@@ -37,9 +37,13 @@ pub(crate) enum Received {
 }
 
 /// A netlink socket bound to a kernel-assigned port, subscribed to some multicast groups.
+///
+/// Held as a plain descriptor (opened through `netlink-sys`, then used through nix's safe
+/// calls), so a socket opened elsewhere can be adopted: the firewall monitor's socket is the
+/// privileged parent's, which leaves and rejoins its group around mamori's own loads.
 #[derive(Debug)]
 pub(crate) struct NlSocket {
-    sock: Socket,
+    fd: OwnedFd,
     port: u32,
     seq: u32,
 }
@@ -66,9 +70,21 @@ impl NlSocket {
         for g in groups {
             sock.add_membership(*g)?;
         }
+        // The same socket as a plain descriptor; `sock`'s own closes when it goes.
+        let fd = sock.as_fd().try_clone_to_owned()?;
         Ok(Self {
-            sock,
+            fd,
             port: addr.port_number(),
+            seq: 0,
+        })
+    }
+
+    /// Adopts a netlink socket opened (bound and subscribed) by someone else.
+    pub(crate) fn adopt(fd: OwnedFd) -> io::Result<Self> {
+        let addr: NetlinkAddr = getsockname(fd.as_raw_fd()).map_err(io::Error::from)?;
+        Ok(Self {
+            fd,
+            port: addr.pid(),
             seq: 0,
         })
     }
@@ -80,31 +96,40 @@ impl NlSocket {
 
     /// The receive buffer the kernel granted (its doubled value, as `getsockopt` reports it).
     pub(crate) fn receive_buffer(&self) -> usize {
-        self.sock.get_rx_buf_sz().unwrap_or(0)
+        getsockopt(&self.fd, sockopt::RcvBuf).unwrap_or(0)
     }
 
     /// Receives one datagram into `buf` without blocking.
     pub(crate) fn receive(&self, buf: &mut Vec<u8>) -> io::Result<Received> {
-        buf.clear();
-        buf.reserve(DATAGRAM);
+        buf.resize(DATAGRAM, 0);
         loop {
+            let mut iov = [IoSliceMut::new(buf.as_mut_slice())];
             // MSG_TRUNC makes the kernel report the datagram's full length, so a cut one is seen.
-            match self
-                .sock
-                .recv_from(buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-            {
-                Ok((len, _)) if len > buf.len() => return Ok(Received::Overrun),
-                Ok((_, from)) => {
-                    return Ok(Received::Datagram {
-                        sender: from.port_number(),
-                    });
+            let got = recvmsg::<NetlinkAddr>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+            )
+            .map(|m| (m.bytes, m.address.map_or(0, |a| a.pid())));
+            match got {
+                Ok((len, _)) if len > DATAGRAM => {
+                    buf.clear();
+                    return Ok(Received::Overrun);
                 }
-                Err(e) => match e.raw_os_error().map(Errno::from_raw) {
-                    Some(Errno::EINTR) => continue,
-                    Some(Errno::EAGAIN) => return Ok(Received::Empty),
-                    Some(Errno::ENOBUFS) => return Ok(Received::Overrun),
-                    _ => return Err(e),
-                },
+                Ok((len, sender)) => {
+                    buf.truncate(len);
+                    return Ok(Received::Datagram { sender });
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    buf.clear();
+                    return match e {
+                        Errno::EAGAIN => Ok(Received::Empty),
+                        Errno::ENOBUFS => Ok(Received::Overrun),
+                        e => Err(e.into()),
+                    };
+                }
             }
         }
     }
@@ -137,7 +162,12 @@ impl NlSocket {
 
     /// Sends raw bytes to the kernel.
     pub(crate) fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
-        self.sock.send_to(bytes, &SocketAddr::new(0, 0), 0)?;
+        sendto(
+            self.fd.as_raw_fd(),
+            bytes,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )?;
         Ok(())
     }
 
@@ -150,7 +180,7 @@ impl NlSocket {
 
 impl AsFd for NlSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+        self.fd.as_fd()
     }
 }
 

@@ -336,3 +336,68 @@ fn unprivileged_probe_child() {
         mamori_monitor::drops::open(mamori_monitor::DropConfig::default()),
     );
 }
+
+/// The privileged parent's listener, shared with the monitor: mamori's own load (made with
+/// the listener out of the group and noted in `OwnLoads`) is neither recorded nor counted as
+/// skipped; another program's change after it is recorded as usual.
+#[test]
+fn own_loads_through_the_shared_socket_are_not_recorded_nor_counted_as_skipped() {
+    let ns = Netns::new();
+    let sink = Collect::new();
+    let listener =
+        Arc::new(mamori_netconfig::NftablesListener::open(Some(&ns.name), 1 << 20).unwrap());
+    let config = FirewallConfig {
+        socket: Some(Arc::new(listener.share().unwrap())),
+        ..FirewallConfig::default()
+    };
+    let own = config.own.clone();
+    let handle = firewall::open(config).unwrap().start(sink.clone());
+    assert!(handle.wait_ready(Duration::from_secs(10)));
+    ns.run(&["nft", "add", "table", "inet", "before_t"]);
+    let before = sink
+        .wait_for(EventKind::FirewallRulesetChanged, |d| {
+            d["tables"][0]["name"] == "before_t"
+        })
+        .expect("a change before");
+    let g0 = before.details["generation"].as_u64().unwrap();
+
+    // mamori's load: a quiet applier in the namespace (it needs an interface of the config).
+    ns.run(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut applier =
+        mamori_netconfig::Applier::in_netns(&ns.name, dir.path().join("addresses.json"))
+            .with_quiet(listener.clone());
+    let cfg: mamori_netconfig::NetworkConfig = serde_json::from_str(
+        r#"{"interfaces":[{"name":"eth1","role":"lan","addresses":["192.168.1.1/24"]}],
+            "firewall":{"zones":[{"name":"lan","interfaces":["eth1"]}]},
+            "management":{"port":443,"zones":["lan"],"sources":[]}}"#,
+    )
+    .unwrap();
+    let g = applier.apply(&cfg).unwrap().generations.unwrap();
+    assert!(g.quiet && g.others() == 0, "{g:?}");
+    assert_eq!(u64::from(g.after), g0 + 1);
+    own.note(g.after);
+
+    ns.run(&["nft", "add", "table", "inet", "after_t"]);
+    let after = sink
+        .wait_for(EventKind::FirewallRulesetChanged, |d| {
+            d["tables"][0]["name"] == "after_t"
+        })
+        .expect("a change after");
+    assert_eq!(after.details["generation"].as_u64().unwrap(), g0 + 2);
+    assert!(
+        after.details.get("generations_skipped").is_none(),
+        "{}",
+        after.details
+    );
+    assert!(
+        sink.of(EventKind::FirewallRulesetChanged)
+            .iter()
+            .all(|e| e.details["generation"].as_u64() != Some(g0 + 1)),
+        "mamori's own load is not recorded by the monitor: {}",
+        dump(&sink.events())
+    );
+    handle.stop();
+}

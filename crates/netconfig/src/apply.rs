@@ -49,6 +49,18 @@
 //! makes the next apply load again. Links, addresses and routes are always compared and
 //! corrected. [`Applied::load`] says whether nft ran.
 //!
+//! # Not announcing its own loads
+//!
+//! While any socket listens to the nftables notification group, the kernel builds one
+//! notification for every object a transaction adds or deletes, inside the commit: at 10,000
+//! rules that was 15–20 % of the load's time, and 50 % for a 50,000-entry set, measured with the
+//! firewall monitor listening (docs/benchmarks.md). The monitor has nothing to learn from
+//! mamori's own loads (the configuration pipeline records them, with revision and diff), so an
+//! applier given a [`LoadQuiet`] ([`Applier::with_quiet`]) asks it to stop listening around
+//! each `nft -f` and reports the generations the load went from and to
+//! ([`Applied::generations`]): the load's own, and any other program's commit in that window,
+//! which the caller records as unseen.
+//!
 //! # What is mamori's
 //!
 //! - Routes carry the route protocol [`ROUTE_PROTO`] (109, unassigned in `rt_protos`): the
@@ -234,6 +246,8 @@ pub struct Applied {
     pub load: Option<Duration>,
     /// The one `ip -batch` of links, addresses and routes.
     pub addresses: Duration,
+    /// The nftables generations around the load, when nft ran and both readings worked.
+    pub generations: Option<Generations>,
 }
 
 /// What the kernel holds of what mamori manages, for comparisons.
@@ -272,6 +286,35 @@ struct Link {
     up: bool,
     /// Non-link-local addresses.
     addresses: BTreeSet<IpNet>,
+}
+
+/// Stops the nftables notifications of this namespace from being built around a load of
+/// mamori's own: the privileged parent's handle on the firewall monitor's socket (it leaves
+/// the notification group and joins it again).
+pub trait LoadQuiet: Send + Sync {
+    /// Stop listening. An error is logged by the caller and the load goes on announced.
+    fn pause(&self) -> std::io::Result<()>;
+    /// Listen again. Called after every successful [`LoadQuiet::pause`], whatever the load did.
+    fn resume(&self) -> std::io::Result<()>;
+}
+
+/// The nftables generations around one load (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generations {
+    /// Read before the load (after notifications were paused).
+    pub before: u32,
+    /// Read after the load (before they were resumed). `after - before - 1` transactions of
+    /// other programs committed meanwhile, unannounced.
+    pub after: u32,
+    /// Notifications were paused around the load (a [`LoadQuiet`] was given and paused).
+    pub quiet: bool,
+}
+
+impl Generations {
+    /// Transactions of other programs committed during the load's window.
+    pub fn others(&self) -> u32 {
+        self.after.wrapping_sub(self.before).saturating_sub(1)
+    }
 }
 
 /// What [`Applier::commit`] reads before changing anything, to put it back.
@@ -313,11 +356,25 @@ impl std::fmt::Debug for Loaded {
 /// It remembers the ruleset text it loaded last (the restore point of the next apply, and
 /// what lets an apply of the configuration in force skip nft), so keep one applier per
 /// namespace for as long as the process runs: the privileged parent has one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Applier {
     netns: Option<String>,
     record: PathBuf,
     loaded: Option<Loaded>,
+    quiet: Option<std::sync::Arc<dyn LoadQuiet>>,
+    /// The generations around the last load.
+    last_generations: Option<Generations>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("netns", &self.netns)
+            .field("record", &self.record)
+            .field("loaded", &self.loaded)
+            .field("quiet", &self.quiet.is_some())
+            .finish()
+    }
 }
 
 impl Applier {
@@ -327,7 +384,16 @@ impl Applier {
             netns: None,
             record: record.into(),
             loaded: None,
+            quiet: None,
+            last_generations: None,
         }
+    }
+
+    /// Pauses the nftables notifications through `quiet` around each load (see the module
+    /// documentation).
+    pub fn with_quiet(mut self, quiet: std::sync::Arc<dyn LoadQuiet>) -> Self {
+        self.quiet = Some(quiet);
+        self
     }
 
     /// The network namespace it works in (`None`: this process's).
@@ -341,6 +407,8 @@ impl Applier {
             netns: Some(name.to_owned()),
             record: record.into(),
             loaded: None,
+            quiet: None,
+            last_generations: None,
         }
     }
 
@@ -358,12 +426,34 @@ impl Applier {
 
     /// Loads `script` into mamori's tables and remembers it with the generation after the
     /// load, if the load was the only transaction between the two readings.
+    ///
+    /// With a [`LoadQuiet`], notifications are paused first (so `before` already counts every
+    /// transaction the listener saw) and resumed after `after` was read.
     fn load_and_remember(&mut self, script: &Ruleset) -> Result<(), NftError> {
         let nft = self.nft();
+        let quiet = self.quiet.clone().filter(|q| match q.pause() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "nftables notifications not paused for the load");
+                false
+            }
+        });
         let before = nft.generation().ok();
         self.loaded = None;
-        nft.load(script)?;
+        self.last_generations = None;
+        let loaded = nft.load(script);
         let after = nft.generation().ok();
+        if let Some(q) = &quiet
+            && let Err(e) = q.resume()
+        {
+            tracing::error!(error = %e, "nftables notifications not resumed after the load");
+        }
+        loaded?;
+        self.last_generations = before.zip(after).map(|(before, after)| Generations {
+            before,
+            after,
+            quiet: quiet.is_some(),
+        });
         self.loaded = Some(Loaded {
             script: script.as_str().to_owned(),
             generation: after.filter(|a| before.is_some_and(|b| b.wrapping_add(1) == *a)),
@@ -585,6 +675,7 @@ impl Applier {
             snapshot_listed: snapshot.listed,
             load,
             addresses: started.elapsed(),
+            generations: load.and(self.last_generations),
         })
     }
 

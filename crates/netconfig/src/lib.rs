@@ -40,7 +40,8 @@ pub mod sysctl;
 pub mod validate;
 
 pub use apply::{
-    Applied, Applier, ApplyError, ApplyStep, NetworkState, Prepared, ROUTE_PROTO, Rollback,
+    Applied, Applier, ApplyError, ApplyStep, Generations, LoadQuiet, NetworkState, Prepared,
+    ROUTE_PROTO, Rollback,
 };
 pub use dhcp::{DhcpClients, DhcpOptions, DhcpStatus};
 pub use diff::diff;
@@ -51,6 +52,6 @@ pub use model::{
     Proto, Role, Route, Rule, RuleLog, SynLimit, Zone,
 };
 pub use names::{Comment, IfName, NameError, PortRange, Prefix, SetName, ZoneName};
-pub use nft::{Nft, NftError, render_check};
+pub use nft::{Nft, NftError, NftablesListener, render_check};
 pub use render::{Ruleset, render};
 pub use validate::{ErrorKind, ValidationError, ValidationErrors};

@@ -10,6 +10,11 @@
 //! on a `NETLINK_NETFILTER` socket of this process, answered by the kernel with
 //! `NFT_MSG_NEWGEN`. The socket talks to the local kernel only, is opened for the one request
 //! and closed again, and only the generation attribute of the kernel's answer is read.
+//!
+//! [`NftablesListener`] is the socket the firewall monitor reads (`NFNLGRP_NFTABLES`), owned
+//! by the privileged parent so that it can leave the group around mamori's own loads (see
+//! [`crate::apply`], "Not announcing its own loads") and join it again: both need
+//! CAP_NET_ADMIN, which the management process, which reads the socket, does not have.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -18,8 +23,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recvfrom, sendto,
-    setsockopt, socket, sockopt,
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, getsockname,
+    recvfrom, sendto, setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeVal;
 
@@ -205,6 +210,61 @@ impl Nft {
                 None => {}
             }
         }
+    }
+}
+
+/// `NFNLGRP_NFTABLES` (`linux/netfilter/nfnetlink.h`): the nftables notifications.
+const NFNLGRP_NFTABLES: u32 = 7;
+
+/// A `NETLINK_NETFILTER` socket subscribed to the nftables notifications of its namespace,
+/// which can leave and rejoin the group: the privileged parent keeps it and hands duplicates of
+/// it ([`NftablesListener::share`]) to the firewall monitor, and gives it to its applier as the
+/// [`crate::LoadQuiet`] of mamori's own loads.
+///
+/// Membership is set by binding the socket again with the same port and a new group mask (the
+/// legacy `nl_groups` of `sockaddr_nl`, which covers groups 1 to 32): nix has a safe `bind`,
+/// and no `NETLINK_ADD_MEMBERSHIP` option.
+#[derive(Debug)]
+pub struct NftablesListener {
+    fd: OwnedFd,
+    port: u32,
+}
+
+impl NftablesListener {
+    /// Opens the socket in the caller's namespace (or the named one), asks for a receive
+    /// buffer of `rcvbuf` bytes (`SO_RCVBUFFORCE`, needing CAP_NET_ADMIN like the group), and
+    /// joins the group.
+    pub fn open(netns: Option<&str>, rcvbuf: usize) -> std::io::Result<Self> {
+        let fd = open_netfilter(netns)?;
+        if rcvbuf > 0 {
+            setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf)?;
+        }
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, Self::GROUPS))?;
+        let port = getsockname::<NetlinkAddr>(fd.as_raw_fd())?.pid();
+        Ok(Self { fd, port })
+    }
+
+    /// The group mask of `NFNLGRP_NFTABLES`.
+    const GROUPS: u32 = 1 << (NFNLGRP_NFTABLES - 1);
+
+    /// A duplicate of the socket (the same socket: the same queue, the same membership).
+    pub fn share(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    fn subscribe(&self, groups: u32) -> std::io::Result<()> {
+        bind(self.fd.as_raw_fd(), &NetlinkAddr::new(self.port, groups))?;
+        Ok(())
+    }
+}
+
+impl crate::LoadQuiet for NftablesListener {
+    fn pause(&self) -> std::io::Result<()> {
+        self.subscribe(0)
+    }
+
+    fn resume(&self) -> std::io::Result<()> {
+        self.subscribe(Self::GROUPS)
     }
 }
 

@@ -389,3 +389,57 @@ fn a_failure_half_way_restores_the_ruleset_from_memory() {
     assert_eq!(again.load, None, "{again:?}");
     assert!(!again.snapshot_listed);
 }
+
+/// Datagrams queued on a listener's socket (read without waiting, then gone).
+fn queued(fd: &std::os::fd::OwnedFd) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while nix::sys::socket::recv(
+        fd.as_raw_fd(),
+        &mut buf,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )
+    .is_ok()
+    {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_quiet_applier_announces_nothing_of_its_own_loads_and_listens_again_after() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let listener = std::sync::Arc::new(
+        mamori_netconfig::NftablesListener::open(Some(&lab.ns.name), 1 << 20).unwrap(),
+    );
+    let monitor = listener.share().unwrap();
+    let nft = lab.ns.nft();
+
+    // Without the pause the kernel announces every object of the load: the listener hears.
+    let mut loud = lab.applier();
+    let a = loud.apply(&first()).unwrap();
+    let g = a.generations.expect("generations read");
+    assert!(!g.quiet && g.others() == 0, "{g:?}");
+    assert!(queued(&monitor) > 0, "a load is announced to a listener");
+
+    // With it, the load of a changed configuration announces nothing, and reports its
+    // generation as the only one of its window.
+    let mut quiet = lab.applier().with_quiet(listener.clone());
+    let a = quiet.apply(&second()).unwrap();
+    let g = a.generations.expect("generations read");
+    assert!(g.quiet, "{g:?}");
+    assert_eq!(g.after, g.before.wrapping_add(1));
+    assert_eq!(g.others(), 0);
+    assert_eq!(nft.generation().unwrap(), g.after);
+    assert_eq!(queued(&monitor), 0, "mamori's own load is not announced");
+    // The same configuration again: nft does not run, no generations.
+    assert_eq!(quiet.apply(&second()).unwrap().generations, None);
+
+    // The socket is in the group again: another program's change is heard.
+    lab.ns.exec(&["nft", "add table ip collector"]);
+    assert!(queued(&monitor) > 0, "listening again after the load");
+}
