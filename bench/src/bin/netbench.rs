@@ -227,6 +227,7 @@ fn steps(o: &NetworkOutcome) -> anyhow::Result<(u64, u64, u64, u64, bool, bool)>
             snapshot_listed,
             load_ms,
             addresses_ms,
+            ..
         } => Ok((
             *render_ms,
             load_ms.unwrap_or(0),

@@ -143,6 +143,21 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
         monitor_config =
             monitor_config.with_drops(factory.protection.drop_log.map_or(1, |d| d.group));
     }
+    // The firewall monitor reads the parent's nftables notification socket, which the parent
+    // takes out of the group around its own loads (they cost the kernel a notification per
+    // rule otherwise); in process, the dispatcher's. Without either it opens its own.
+    let own_loads = Arc::new(mamori_monitor::OwnLoads::default());
+    if let Some(firewall) = monitor_config.firewall.as_mut() {
+        match parent.nftables_listener() {
+            Ok(fd) => {
+                firewall.socket = Some(Arc::new(fd));
+                firewall.own = own_loads.clone();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the parent's nftables socket is not available; the firewall monitor opens its own");
+            }
+        }
+    }
     let monitors = mamori_monitor::Monitors::open(monitor_config);
     for (name, error) in monitors.failed() {
         tracing::warn!(monitor = name, %error, "a system monitor could not start");
@@ -333,6 +348,7 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
                 factory,
                 args.listen,
                 links_back,
+                own_loads,
             )?)
         }
         None => None,

@@ -15,6 +15,7 @@ use mamori_audit::log::AuditLog;
 use mamori_audit::{Event, EventKind, Outcome as AuditOutcome, Sink};
 use mamori_config::{Apply, ApplyError, ApplyFailure, Channel, Configs, Options};
 use mamori_http::handlers::config::{Network, outcome_event};
+use mamori_monitor::OwnLoads;
 use mamori_netconfig::{NetworkConfig, Rollback};
 use mamori_privsep::client::{NetworkOutcome, Parent};
 use mamori_store::Store;
@@ -71,6 +72,46 @@ pub fn read_factory(path: &std::path::Path) -> anyhow::Result<NetworkConfig> {
 pub struct ParentApply {
     parent: Arc<Parent>,
     https: std::net::SocketAddr,
+    /// The generations of the parent's loads, which the firewall monitor did not hear.
+    own_loads: Arc<OwnLoads>,
+    audit: Arc<AuditLog>,
+}
+
+impl ParentApply {
+    /// Notes the generation of a load the parent made with the firewall monitor's socket out
+    /// of the notification group; other programs' transactions committed in that window were
+    /// not heard either, and are recorded here as such.
+    fn noted(&self, outcome: &NetworkOutcome) {
+        let NetworkOutcome::Applied {
+            generations: Some(g),
+            ..
+        } = outcome
+        else {
+            return;
+        };
+        if !g.quiet {
+            return;
+        }
+        self.own_loads.note(g.after);
+        let others = g.others();
+        if others > 0 {
+            // Not counted again by the monitor as skipped.
+            for k in 1..=others {
+                self.own_loads.note(g.before.wrapping_add(k));
+            }
+            self.audit.record(system_event(
+                Event::new(EventKind::FirewallRulesetChanged, AuditOutcome::Success).details(
+                    json!({
+                        "incomplete": true,
+                        "generations_skipped": others,
+                        "generation": g.after.wrapping_sub(1),
+                        "note": "another program changed the ruleset while mamori loaded its own; \
+                                 its changes were not announced",
+                    }),
+                ),
+            ));
+        }
+    }
 }
 
 fn refused(outcome: NetworkOutcome) -> Result<NetworkOutcome, ApplyError> {
@@ -102,6 +143,7 @@ impl Apply for ParentApply {
             .apply_network(cfg.clone())
             .map_err(|e| ApplyError(e.to_string()))?;
         let outcome = refused(outcome)?;
+        self.noted(&outcome);
         tracing::info!(?outcome, "network configuration applied");
         Ok(())
     }
@@ -130,6 +172,7 @@ impl Apply for ParentApply {
             )))),
             other => {
                 let outcome = refused(other).map_err(ApplyFailure::Failed)?;
+                self.noted(&outcome);
                 tracing::info!(?outcome, "network configuration applied");
                 Ok(())
             }
@@ -166,12 +209,18 @@ pub fn start(
     factory: NetworkConfig,
     https: std::net::SocketAddr,
     links_back: Arc<Notify>,
+    own_loads: Arc<OwnLoads>,
 ) -> anyhow::Result<Arc<Network>> {
     let configs = Arc::new(
         Configs::open(store, factory, Options::default())
             .context("opening the configuration history")?,
     );
-    let apply: Arc<dyn Apply + Send + Sync> = Arc::new(ParentApply { parent, https });
+    let apply: Arc<dyn Apply + Send + Sync> = Arc::new(ParentApply {
+        parent,
+        https,
+        own_loads,
+        audit: audit.clone(),
+    });
     match configs.recover_at_start(&*apply) {
         Ok(Some(outcome)) => {
             tracing::warn!(?outcome, "a commit left pending by a restart was reverted");

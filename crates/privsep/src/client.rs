@@ -6,13 +6,13 @@
 //! as root) the same [`Dispatcher`] runs in-process ([`Parent::in_process`]).
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mamori_crypto::aead::Key;
-use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
+use mamori_netconfig::{ApplyStep, Generations, NetworkConfig, Rollback};
 use mamori_time::{NtpApplied, NtpReport, SetClock, SetClockError, TimeConfig};
 use nix::sys::signal::SigSet;
 use nix::sys::stat::{SFlag, fstat};
@@ -69,6 +69,9 @@ pub enum NetworkOutcome {
         load_ms: Option<u64>,
         /// Links, addresses and routes, in milliseconds.
         addresses_ms: u64,
+        /// The nftables generations around the load, when nft ran (see
+        /// [`Reply::NetworkApplied`]).
+        generations: Option<Generations>,
     },
     /// A step failed.
     Refused {
@@ -235,12 +238,14 @@ impl Parent {
                 snapshot_listed,
                 load_ms,
                 addresses_ms,
+                generations,
             } => Ok(NetworkOutcome::Applied {
                 render_ms,
                 snapshot_ms,
                 snapshot_listed,
                 load_ms,
                 addresses_ms,
+                generations,
             }),
             Reply::NetworkRefused {
                 step,
@@ -261,6 +266,32 @@ impl Parent {
         match self.call(Request::Sockets)? {
             Reply::Sockets { sockets, truncated } => Ok((sockets, truncated)),
             other => Err(unexpected("Sockets", other)),
+        }
+    }
+
+    /// Asks the parent for its nftables notification socket ([`Request::NftablesListener`]),
+    /// for the firewall monitor. In process (no privileged parent), the dispatcher's own
+    /// listener, if it could open one.
+    pub fn nftables_listener(&self) -> Result<OwnedFd> {
+        let op = "NftablesListener";
+        match self {
+            Self::Channel(channel) => {
+                let mut stream = channel.lock().map_err(|_| PrivsepError::ChannelBroken)?;
+                wire::write_frame(&mut *stream, &Request::NftablesListener)?;
+                match wire::read_frame_with_fd(&stream)? {
+                    (Reply::NftablesListener {}, Some(fd)) => Ok(fd),
+                    (Reply::NftablesListener {}, None) => Err(PrivsepError::UnexpectedReply { op }),
+                    (other, _) => Err(unexpected(op, other)),
+                }
+            }
+            Self::InProcess(dispatcher) => {
+                dispatcher
+                    .share_nftables_listener()
+                    .map_err(|e| PrivsepError::Refused {
+                        op,
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 

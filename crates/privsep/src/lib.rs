@@ -4,7 +4,10 @@
 //! part that talks to the network holds no privilege, and the part that holds privilege talks to
 //! no network.
 //!
-//! - The **privileged parent** ([`parent`]) runs as root and opens no sockets to the outside. It
+//! - The **privileged parent** ([`parent`]) runs as root and opens no sockets to the outside (its
+//!   one socket besides the channel is a netlink socket to the kernel's nftables notifications,
+//!   which it never reads: it hands it to the firewall monitor, see
+//!   [`op::Request::NftablesListener`]). It
 //!   prepares the state directory, starts the management process by re-executing its own binary,
 //!   restarts it with backoff when it dies, and executes a closed set of typed operations for it.
 //! - The **management process** (the child) runs under its own unprivileged uid with no

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use mamori_inventory::LiveSocket;
-use mamori_netconfig::{ApplyStep, NetworkConfig, Rollback};
+use mamori_netconfig::{ApplyStep, Generations, NetworkConfig, Rollback};
 use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -140,6 +140,22 @@ pub enum Request {
     /// - **Parent re-checks:** nothing to check; the request has no arguments. It reads only,
     ///   and the reply names ports and process names, no file contents.
     Sockets,
+    /// Give me the nftables notification socket.
+    ///
+    /// - **Does:** replies [`Reply::NftablesListener`] and passes, with that frame
+    ///   (`SCM_RIGHTS`), a duplicate of the parent's `NETLINK_NETFILTER` socket subscribed to
+    ///   `NFNLGRP_NFTABLES` (`mamori_netconfig::NftablesListener`, opened when the parent
+    ///   started). The firewall monitor reads it. The parent leaves the group around its own
+    ///   `nft -f` loads (the kernel then builds no notification for them: at 10,000 rules they
+    ///   cost 15–20 % of the load) and joins it again; [`Reply::NetworkApplied`] says which
+    ///   generations the load went from and to.
+    /// - **Needs root because:** joining (and leaving) the group needs `CAP_NET_ADMIN`, which
+    ///   the confined management process lacks; holding the socket it owns, the parent can do
+    ///   both around each load.
+    /// - **Parent re-checks:** nothing to check; no arguments. The socket only receives the
+    ///   kernel's nftables notifications of the device's namespace and answers `GETGEN`; it
+    ///   changes nothing. Refused ([`Reply::Refused`]) when the parent could not open it.
+    NftablesListener,
 }
 
 /// The most sockets a [`Reply::Sockets`] carries (well under the wire's frame limit).
@@ -163,6 +179,7 @@ impl Request {
             Self::CheckNetwork { .. } => "CheckNetwork",
             Self::ApplyNetwork { .. } => "ApplyNetwork",
             Self::Sockets => "Sockets",
+            Self::NftablesListener => "NftablesListener",
         }
     }
 }
@@ -232,6 +249,10 @@ pub enum Reply {
         load_ms: Option<u64>,
         /// Links, addresses and routes (one `ip -batch`), in milliseconds.
         addresses_ms: u64,
+        /// The nftables generations around the load (`None`: nft did not run, or a reading
+        /// failed), and whether the notifications were paused for it: the load's generation is
+        /// `after`; `after - before - 1` other transactions committed unannounced meanwhile.
+        generations: Option<Generations>,
     },
     /// The answer to [`Request::CheckNetwork`] or [`Request::ApplyNetwork`] when a step failed.
     NetworkRefused {
@@ -250,6 +271,9 @@ pub enum Reply {
         /// More sockets were open than [`MAX_SOCKETS`]; the rest were left out.
         truncated: bool,
     },
+    /// The answer to [`Request::NftablesListener`]; the socket travels with this frame
+    /// (`SCM_RIGHTS`), never in it.
+    NftablesListener {},
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
     Refused {
@@ -316,6 +340,7 @@ impl fmt::Debug for Reply {
                 snapshot_listed,
                 load_ms,
                 addresses_ms,
+                generations,
             } => f
                 .debug_struct("NetworkApplied")
                 .field("render_ms", render_ms)
@@ -323,6 +348,7 @@ impl fmt::Debug for Reply {
                 .field("snapshot_listed", snapshot_listed)
                 .field("load_ms", load_ms)
                 .field("addresses_ms", addresses_ms)
+                .field("generations", generations)
                 .finish(),
             Self::NetworkRefused {
                 step,
@@ -339,6 +365,7 @@ impl fmt::Debug for Reply {
                 .field("sockets", sockets)
                 .field("truncated", truncated)
                 .finish(),
+            Self::NftablesListener {} => f.debug_struct("NftablesListener").finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
         }

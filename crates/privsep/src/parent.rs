@@ -29,12 +29,12 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mamori_keys::{FileKeyProvider, load_or_create_data_key};
-use mamori_netconfig::{Applier, DhcpClients, NetworkConfig, Rollback};
+use mamori_netconfig::{Applier, DhcpClients, NetworkConfig, NftablesListener, Rollback};
 use mamori_time::{NtpDaemon, TimeConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
@@ -155,6 +155,29 @@ pub struct Dispatcher {
     /// The DHCP clients of the wan interfaces, put in line after every apply; dropping the
     /// dispatcher (the parent stops) stops them, as it stops chronyd.
     dhcp: DhcpClients,
+    /// The nftables notification socket of the applier's namespace, handed to the firewall
+    /// monitor ([`Request::NftablesListener`]) and paused by the applier around its loads;
+    /// the error when it could not be opened (no CAP_NET_ADMIN: a development run).
+    nft_listener: std::result::Result<Arc<NftablesListener>, String>,
+}
+
+/// The receive buffer of the nftables notification socket: every object of another
+/// program's large transaction is announced (mamori's own loads are not).
+const NFT_LISTENER_BUFFER: usize = 4 << 20;
+
+/// Opens the nftables notification socket in `applier`'s namespace and gives it to the
+/// applier as its [`mamori_netconfig::LoadQuiet`].
+fn listen(applier: Applier) -> (Applier, std::result::Result<Arc<NftablesListener>, String>) {
+    match NftablesListener::open(applier.netns(), NFT_LISTENER_BUFFER) {
+        Ok(l) => {
+            let l = Arc::new(l);
+            (applier.with_quiet(l.clone()), Ok(l))
+        }
+        Err(e) => {
+            tracing::debug!(target: "mamori::privsep", error = %e, "no nftables notification socket");
+            (applier, Err(e.to_string()))
+        }
+    }
 }
 
 impl Dispatcher {
@@ -165,9 +188,11 @@ impl Dispatcher {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let state_dir = state_dir.into();
+        let (applier, nft_listener) = listen(Applier::new(state_dir.join(NETWORK_RECORD_FILE)));
         Self {
             ntp: Mutex::new(NtpDaemon::for_device(&state_dir)),
-            network: Mutex::new(Applier::new(state_dir.join(NETWORK_RECORD_FILE))),
+            network: Mutex::new(applier),
+            nft_listener,
             dhcp: DhcpClients::for_device(&state_dir),
             state_dir,
             started_at_unix,
@@ -187,11 +212,23 @@ impl Dispatcher {
 
     /// Like [`Dispatcher::new`], with its own network applier (tests: another namespace).
     pub fn with_network(state_dir: impl Into<PathBuf>, applier: Applier) -> Self {
-        let d = Self::new(state_dir);
+        let mut d = Self::new(state_dir);
+        let (applier, listener) = listen(applier);
         *d.network
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = applier;
+        d.nft_listener = listener;
         d
+    }
+
+    /// A duplicate of the nftables notification socket ([`Request::NftablesListener`]).
+    pub fn share_nftables_listener(&self) -> std::io::Result<OwnedFd> {
+        match &self.nft_listener {
+            Ok(l) => l.share(),
+            Err(e) => Err(std::io::Error::other(format!(
+                "no nftables notification socket: {e}"
+            ))),
+        }
     }
 
     /// Executes one request. This is the only place a request turns into an action.
@@ -205,6 +242,27 @@ impl Dispatcher {
             Request::CheckNetwork { config } => self.network(&config, false, "CheckNetwork"),
             Request::ApplyNetwork { config } => self.network(&config, true, "ApplyNetwork"),
             Request::Sockets => self.sockets(),
+            Request::NftablesListener => self.answer(Request::NftablesListener).0,
+        }
+    }
+
+    /// Executes one request; the reply, and the descriptor to pass with it (only for
+    /// [`Request::NftablesListener`]).
+    pub fn answer(&self, request: Request) -> (Reply, Option<OwnedFd>) {
+        match request {
+            Request::NftablesListener => match self.share_nftables_listener() {
+                Ok(fd) => (Reply::NftablesListener {}, Some(fd)),
+                Err(e) => {
+                    tracing::warn!(target: "mamori::privsep", op = "NftablesListener", error = %e, "refused");
+                    (
+                        Reply::Refused {
+                            reason: e.to_string(),
+                        },
+                        None,
+                    )
+                }
+            },
+            other => (self.dispatch(other), None),
         }
     }
 
@@ -305,6 +363,7 @@ impl Dispatcher {
                 snapshot_listed: a.snapshot_listed,
                 load_ms: a.load.map(ms),
                 addresses_ms: ms(a.addresses),
+                generations: a.generations,
             })
         } else {
             applier.check(config).map(|p| Reply::NetworkChecked {
@@ -974,8 +1033,10 @@ fn serve_session(
 pub(crate) fn serve_one(channel: &mut UnixStream, dispatcher: &Dispatcher) -> Result<()> {
     let request: Request = wire::read_frame(&mut Deadline::new(channel))?;
     tracing::debug!(target: "mamori::privsep", op = request.name(), "request");
-    let reply = dispatcher.dispatch(request);
-    wire::write_frame(&mut Deadline::new(channel), &reply)
+    match dispatcher.answer(request) {
+        (reply, Some(fd)) => wire::write_frame_with_fd(channel, &reply, fd.as_fd()),
+        (reply, None) => wire::write_frame(&mut Deadline::new(channel), &reply),
+    }
 }
 
 /// The channel with one deadline for a whole frame: every read or write waits at most for the

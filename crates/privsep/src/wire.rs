@@ -11,13 +11,26 @@
 //! ([`PrivsepError::FrameTooLarge`]), so a configuration too large for the channel is an error
 //! for the management process, not a violation.
 //!
+//! One reply carries a descriptor ([`crate::op::Reply::NftablesListener`]): it is attached to
+//! the frame's bytes with `SCM_RIGHTS` ([`write_frame_with_fd`]) and taken with them
+//! ([`read_frame_with_fd`]), through rustix's safe wrappers (the received descriptor is an
+//! `OwnedFd` from the start, so nothing here is `unsafe`).
+//!
 //! The length is checked before anything is allocated, and the payload buffer grows with the
 //! bytes that actually arrive (64 KiB first, doubling), so a peer that announces 16 MiB and
 //! sends little costs little. I/O is blocking; the parent bounds the time a frame may take
 //! (`parent.rs`). Buffers that may hold key material are zeroized when dropped, including the
 //! ones left behind when the buffer grows.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
+};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +64,86 @@ impl Message for Reply {
 
 /// Writes `msg` as one frame; refuses (writes nothing) if it exceeds its direction's cap.
 pub fn write_frame<W: Write, T: Message>(w: &mut W, msg: &T) -> Result<(), PrivsepError> {
+    let frame = encode(msg)?;
+    w.write_all(&frame).map_err(PrivsepError::Channel)?;
+    w.flush().map_err(PrivsepError::Channel)
+}
+
+/// Writes `msg` as one frame with the descriptor `fd` attached to its bytes (`SCM_RIGHTS`):
+/// the receiver must read it with [`read_frame_with_fd`] (a plain read discards the
+/// descriptor, which the kernel then closes).
+pub fn write_frame_with_fd<T: Message>(
+    stream: &UnixStream,
+    msg: &T,
+    fd: BorrowedFd<'_>,
+) -> Result<(), PrivsepError> {
+    let frame = encode(msg)?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(PrivsepError::Channel(io::Error::other(
+            "no room for the descriptor",
+        )));
+    }
+    let sent = loop {
+        match sendmsg(
+            stream,
+            &[IoSlice::new(&frame)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(PrivsepError::Channel(e.into())),
+        }
+    };
+    // The descriptor went with the first bytes; the rest (if any) is plain data.
+    let mut w = stream;
+    w.write_all(frame.get(sent..).unwrap_or_default())
+        .map_err(PrivsepError::Channel)
+}
+
+/// Reads one frame written by [`write_frame_with_fd`]: the message and the descriptor that
+/// came with it (none if the sender attached none; any beyond the first are closed).
+pub fn read_frame_with_fd<T: Message>(
+    stream: &UnixStream,
+) -> Result<(T, Option<OwnedFd>), PrivsepError> {
+    let mut len = [0u8; 4];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        match recvmsg(
+            stream,
+            &mut [IoSliceMut::new(&mut len)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(PrivsepError::Channel(e.into())),
+        }
+    };
+    if got.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(PrivsepError::Channel(io::Error::other(
+            "a descriptor was cut off",
+        )));
+    }
+    let mut fd = None;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for f in fds {
+                fd.get_or_insert(f);
+            }
+        }
+    }
+    let mut r = stream;
+    let msg = read_rest(&mut r, len, got.bytes)?;
+    Ok((msg, fd))
+}
+
+/// The frame of `msg`: length and payload; refused if it exceeds its direction's cap.
+fn encode<T: Message>(msg: &T) -> Result<Zeroizing<Vec<u8>>, PrivsepError> {
     let payload = Zeroizing::new(serde_json::to_vec(msg).map_err(PrivsepError::Encode)?);
     let too_large = || PrivsepError::FrameTooLarge {
         len: payload.len(),
@@ -63,8 +156,7 @@ pub fn write_frame<W: Write, T: Message>(w: &mut W, msg: &T) -> Result<(), Privs
     let mut frame = Zeroizing::new(Vec::with_capacity(4 + payload.len()));
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&payload);
-    w.write_all(&frame).map_err(PrivsepError::Channel)?;
-    w.flush().map_err(PrivsepError::Channel)
+    Ok(frame)
 }
 
 /// Reads one frame and parses it as a `T`.
@@ -72,8 +164,15 @@ pub fn write_frame<W: Write, T: Message>(w: &mut W, msg: &T) -> Result<(), Privs
 /// Returns [`PrivsepError::ChannelClosed`] if the peer closed the channel cleanly between
 /// frames; every other failure is a protocol violation or an I/O error.
 pub fn read_frame<R: Read, T: Message>(r: &mut R) -> Result<T, PrivsepError> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
+    read_rest(r, [0u8; 4], 0)
+}
+
+/// Reads the rest of a frame whose first `got` bytes of length prefix are in `len`.
+fn read_rest<R: Read, T: Message>(
+    r: &mut R,
+    mut len: [u8; 4],
+    mut got: usize,
+) -> Result<T, PrivsepError> {
     while got < len.len() {
         match r.read(&mut len[got..]) {
             Ok(0) if got == 0 => return Err(PrivsepError::ChannelClosed),
@@ -159,6 +258,36 @@ mod tests {
         assert_eq!(read_frame::<_, Reply>(&mut r).unwrap(), status);
         assert!(matches!(
             read_frame::<_, Request>(&mut r),
+            Err(PrivsepError::ChannelClosed)
+        ));
+    }
+
+    #[test]
+    fn a_descriptor_travels_with_its_frame_and_only_with_it() {
+        use std::io::Read as _;
+        use std::os::fd::AsFd as _;
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let w = OwnedFd::from(pipe_w);
+        let reply = Reply::NftablesListener {};
+        write_frame_with_fd(&a, &reply, w.as_fd()).unwrap();
+        drop(w);
+        // A plain frame after it: no descriptor.
+        write_frame(&mut &a, &Reply::Refused { reason: "x".into() }).unwrap();
+        let (got, fd) = read_frame_with_fd::<Reply>(&b).unwrap();
+        assert_eq!(got, reply);
+        // The received descriptor is the pipe's write end: what goes in comes out.
+        let mut w = std::fs::File::from(fd.expect("a descriptor"));
+        w.write_all(b"ok").unwrap();
+        drop(w);
+        let mut out = String::new();
+        pipe_r.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "ok");
+        let (got, fd) = read_frame_with_fd::<Reply>(&b).unwrap();
+        assert!(matches!(got, Reply::Refused { .. }) && fd.is_none());
+        drop(a);
+        assert!(matches!(
+            read_frame_with_fd::<Reply>(&b),
             Err(PrivsepError::ChannelClosed)
         ));
     }

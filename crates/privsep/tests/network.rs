@@ -100,8 +100,11 @@ fn demo_child(state: &Path) -> u8 {
     };
     match round {
         0 => {
+            // The nftables socket, passed over the channel (SCM_RIGHTS) to a confined child.
+            let listener = parent.nftables_listener();
             let check = parent.check_network(factory());
             let apply = parent.apply_network(factory());
+            let queued_after_apply = listener.as_ref().ok().map(queued);
             let mut invalid = factory();
             invalid.interfaces[1].addresses = invalid.interfaces[0].addresses.clone();
             let refused = parent.apply_network(invalid);
@@ -112,11 +115,18 @@ fn demo_child(state: &Path) -> u8 {
                     "check": check.as_ref().map_err(ToString::to_string),
                     "apply": apply.as_ref().map_err(ToString::to_string),
                     "invalid": refused.as_ref().map_err(ToString::to_string),
+                    "listener": listener.as_ref().map(drop).map_err(ToString::to_string),
+                    "queued_after_apply": queued_after_apply,
                 }),
             );
             while !store.join("go").exists() {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            // The test changed the ruleset before the go: heard.
+            say(
+                "HEARD",
+                &json!({"queued": listener.as_ref().ok().map(queued)}),
+            );
             say("HOSTILE", &json!({"pid": pid, "name": "eth1;reboot"}));
             let got = send_raw(&hostile("eth1;reboot"));
             say("AFTER", &json!({"pid": pid, "got": got}));
@@ -131,6 +141,23 @@ fn demo_child(state: &Path) -> u8 {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Datagrams queued on the nftables socket (read without waiting, then gone).
+fn queued(fd: &std::os::fd::OwnedFd) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while nix::sys::socket::recv(
+        fd.as_raw_fd(),
+        &mut buf,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )
+    .is_ok()
+    {
+        n += 1;
+    }
+    n
 }
 
 // ---- the test ----------------------------------------------------------------------------
@@ -261,6 +288,16 @@ fn the_root_parent_applies_a_network_configuration_in_a_namespace_and_kills_a_ho
         applied["addresses_ms"]
     );
     check!(applied["load_ms"].is_u64(), "nft -f ran: {first}");
+    // The parent's own load was not announced on the socket the child received.
+    check!(first["listener"]["Ok"].is_null(), "listener: {first}");
+    check!(
+        applied["generations"]["quiet"] == true,
+        "notifications paused: {first}"
+    );
+    check!(
+        first["queued_after_apply"] == 0,
+        "mamori's own load announced: {first}"
+    );
     let invalid = &first["invalid"]["Ok"];
     check!(
         invalid["result"] == "refused"
@@ -287,8 +324,27 @@ fn the_root_parent_applies_a_network_configuration_in_a_namespace_and_kills_a_ho
         .map_err(|e| e.to_string())?;
     check!(record.contains("192.168.1.1/24"), "{record}");
 
+    // Another program's change is heard on the child's socket.
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "add",
+            "table",
+            "ip",
+            "collector",
+        ],
+    )?;
     // The hostile frames: each child is killed before an answer, nothing runs.
     std::fs::write(d.state.join("store/go"), b"go").map_err(|e| e.to_string())?;
+    let heard = next(&d, "HEARD ")?;
+    check!(
+        heard["queued"].as_u64().is_some_and(|n| n > 0),
+        "another program's change not heard: {heard}"
+    );
     // Expected from here: HOSTILE (first child), HOSTILE (second child), IDLE (third). A child
     // may see the channel close before the parent's SIGKILL lands (an AFTER line with no
     // answer); an AFTER line with an answer means the parent acted on the frame.
