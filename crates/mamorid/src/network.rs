@@ -74,7 +74,7 @@ pub struct ParentApply {
     https: std::net::SocketAddr,
     /// The generations of the parent's loads, which the firewall monitor did not hear.
     own_loads: Arc<OwnLoads>,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn Sink>,
 }
 
 impl ParentApply {
@@ -160,7 +160,13 @@ impl Apply for ParentApply {
         let outcome = self
             .parent
             .apply_network(cfg.clone())
-            .map_err(|e| ApplyFailure::Failed(ApplyError(e.to_string())))?;
+            .map_err(|e| match e {
+                // Refused before a byte was sent: nothing changed.
+                e @ mamori_privsep::PrivsepError::FrameTooLarge { .. } => ApplyFailure::Refused(
+                    ApplyError(format!("the configuration is too large: {e}")),
+                ),
+                e => ApplyFailure::Failed(ApplyError(e.to_string())),
+            })?;
         match outcome {
             NetworkOutcome::Refused {
                 step,
@@ -359,4 +365,46 @@ fn spawn_ticker(network: Arc<Network>, audit: Arc<AuditLog>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mamori_netconfig::{AddressSet, Family, Prefix, SetName};
+
+    /// A configuration too large for the privsep channel is refused before a byte is sent:
+    /// nothing changed, so the commit is a refusal, not an apply to revert.
+    #[test]
+    fn a_configuration_too_large_for_the_channel_is_a_refusal() {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let parent = Arc::new(Parent::Channel(std::sync::Mutex::new(ours)));
+        struct Nowhere;
+        impl Sink for Nowhere {
+            fn record(&self, _: Event) {}
+        }
+        let audit = Arc::new(Nowhere);
+        let apply = ParentApply {
+            parent,
+            https: "127.0.0.1:443".parse().expect("address"),
+            own_loads: Arc::default(),
+            audit,
+        };
+        let mut cfg = NetworkConfig::factory(Vec::new());
+        // About 20 bytes of JSON per entry: over 16 MiB.
+        let entries = (0..900_000u32)
+            .map(|i| {
+                Prefix::parse(&format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255))
+                    .expect("prefix")
+            })
+            .collect();
+        cfg.firewall.sets.push(AddressSet {
+            name: SetName::parse("big").expect("name"),
+            family: Family::Ipv4,
+            entries,
+        });
+        match apply.apply_checked(&cfg) {
+            Err(ApplyFailure::Refused(e)) => assert!(e.0.contains("too large"), "{e:?}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
