@@ -63,12 +63,21 @@
 //! the management process). A start that fails waits the same way. Every start and stop is
 //! logged with target `mamori::privsep` and `audit = true`, like the parent's operations.
 //!
+//! # Status
+//!
+//! [`DhcpClients::status`] says per interface whether dhcpcd runs and what it holds
+//! ([`DhcpStatus`], [`DhcpState`]): the lease is read from dhcpcd's own lease file
+//! (`STATE/dhcp/IF/lib/IF.lease`, [`crate::lease`]), and counts as bound only while it has not
+//! run out and the kernel holds its address on the interface. A lease file that does not parse
+//! makes the state `failed` with the reason; it never stops the client.
+//!
 //! # What this does not do
 //!
 //! No DHCPv6 and no router advertisements on wan (`ipv4only`): the model's `dhcp` is IPv4, the
 //! ruleset opens only DHCPv4 replies, and an IPv6 uplink needs prefix delegation to the lans,
 //! which mamori does not do yet. Nothing from the lease other than the address and the routes
-//! is used (no DNS servers, host name, NTP servers or MTU).
+//! is used (no DNS servers, host name, NTP servers or MTU); the DNS servers are asked for only
+//! so that administrators see them in the status.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -88,6 +97,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::lease::{self, Lease};
 use crate::model::NetworkConfig;
 use crate::names::IfName;
 
@@ -144,6 +154,8 @@ vendorclassid
 require dhcp_server_identifier
 # Routes the server hands out besides the default route (RFC 3442).
 option classless_static_routes
+# DNS servers: asked for only to show them to administrators; nothing uses them.
+option domain_name_servers
 "
     )
 }
@@ -176,11 +188,45 @@ impl DhcpOptions {
     }
 }
 
+/// What one client is doing, in a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DhcpState {
+    /// dhcpcd runs and holds a lease that has not run out, whose address the kernel holds on
+    /// the interface.
+    Bound,
+    /// dhcpcd could not be started (its last try failed; it is tried again with backoff), or
+    /// its lease file does not parse ([`DhcpStatus::lease_error`]).
+    Failed,
+    /// dhcpcd runs and has no usable lease yet: asking a server for one, or for the old one
+    /// again after a restart or when it ran out.
+    Requesting,
+    /// dhcpcd does not run: it exited and waits to be started again (with backoff), or no
+    /// client runs for the interface at all (the management process says so when the running
+    /// configuration names one the parent does not run).
+    Stopped,
+}
+
+impl DhcpState {
+    /// The state as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bound => "bound",
+            Self::Failed => "failed",
+            Self::Requesting => "requesting",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
 /// One client as [`DhcpClients::status`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DhcpStatus {
     /// The interface.
     pub interface: IfName,
+    /// Bound, requesting, failed or stopped.
+    pub state: DhcpState,
     /// dhcpcd runs.
     pub running: bool,
     /// Its process id, while it runs.
@@ -194,6 +240,32 @@ pub struct DhcpStatus {
     /// Why it does not run, or why it last exited (with the end of its log), at most
     /// [`MAX_ERROR`] bytes.
     pub error: Option<String>,
+    /// The lease in dhcpcd's lease file (also one that ran out or whose address the kernel no
+    /// longer holds; [`DhcpStatus::state`] says whether it is bound).
+    pub lease: Option<Lease>,
+    /// Why the lease file could not be read or is not a lease, at most [`MAX_ERROR`] bytes.
+    pub lease_error: Option<String>,
+}
+
+/// The state of a client from what is known of it: whether dhcpcd runs (and if not, whether its
+/// last start failed), its lease file, and the dynamic address the kernel holds on the
+/// interface, at `now_unix`.
+pub fn state_of(
+    running: bool,
+    start_failed: bool,
+    lease: &Result<Option<Lease>, lease::LeaseError>,
+    kernel: Option<IpNet>,
+    now_unix: i64,
+) -> DhcpState {
+    match (running, lease) {
+        (false, _) if start_failed => DhcpState::Failed,
+        (false, _) => DhcpState::Stopped,
+        (true, Err(_)) => DhcpState::Failed,
+        (true, Ok(Some(l))) if !l.expired(now_unix) && kernel == Some(IpNet::V4(l.address)) => {
+            DhcpState::Bound
+        }
+        (true, Ok(_)) => DhcpState::Requesting,
+    }
 }
 
 /// The DHCP clients of one network namespace, kept in line with the network configuration.
@@ -225,6 +297,8 @@ struct Client {
     restarts: u32,
     backoff: Backoff,
     error: Option<String>,
+    /// The last start failed (not: dhcpcd exited after running).
+    start_failed: bool,
 }
 
 #[derive(Debug)]
@@ -331,6 +405,7 @@ impl DhcpClients {
                 restarts: 0,
                 backoff: Backoff::new(options.restart_min, options.restart_max),
                 error: None,
+                start_failed: false,
             };
             client.start(&name, &options, "configured");
             state.clients.insert(name, client);
@@ -348,6 +423,20 @@ impl DhcpClients {
     /// The clients now.
     pub fn status(&self) -> Vec<DhcpStatus> {
         self.state().status()
+    }
+
+    /// The process groups of the dhcpcds that run: each is led by the dhcpcd this keeper
+    /// started (its pid), and holds that dhcpcd's helper processes. The port inventory
+    /// attributes the sockets of these groups' `dhcpcd` processes to the DHCP client.
+    pub fn process_groups(&self) -> Vec<u32> {
+        self.state()
+            .clients
+            .values()
+            .filter_map(|c| match &c.phase {
+                Phase::Running(p) => Some(p.child.id()),
+                Phase::Waiting(_) => None,
+            })
+            .collect()
     }
 
     /// Stops every client, keeping their addresses and routes (SIGTERM; the leases run out on
@@ -434,13 +523,27 @@ impl State {
                     Phase::Running(p) => (true, Some(p.child.id())),
                     Phase::Waiting(_) => (false, None),
                 };
+                let address = lease_address(name, c.netns.as_deref());
+                let dirs = ClientDirs::new(&self.options, name);
+                let lease = lease::read(&lease::lease_file(&dirs.lib, name.as_str()));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let state = state_of(running, c.start_failed, &lease, address, now);
+                let (lease, lease_error) = match lease {
+                    Ok(l) => (l, None),
+                    Err(e) => (None, Some(shorten(&e.to_string()))),
+                };
                 DhcpStatus {
                     interface: name.clone(),
+                    state,
                     running,
                     pid,
-                    address: lease_address(name, c.netns.as_deref()),
+                    address,
                     restarts: c.restarts,
                     error: c.error.clone(),
+                    lease,
+                    lease_error,
                 }
             })
             .collect()
@@ -463,6 +566,7 @@ impl Client {
                     "dhcp client started"
                 );
                 self.phase = Phase::Running(p);
+                self.start_failed = false;
             }
             Err(e) => {
                 let delay = self.backoff.next_delay(Duration::ZERO);
@@ -477,6 +581,7 @@ impl Client {
                 );
                 self.error = Some(shorten(&format!("dhcpcd could not start: {e}")));
                 self.phase = Phase::Waiting(Instant::now() + delay);
+                self.start_failed = true;
             }
         }
     }
@@ -971,6 +1076,7 @@ mod tests {
                 "vendorclassid",
                 "require dhcp_server_identifier",
                 "option classless_static_routes",
+                "option domain_name_servers",
             ]
         );
         assert!(text.ends_with('\n'));
@@ -1028,6 +1134,44 @@ mod tests {
     }
 
     #[test]
+    fn the_state_is_bound_only_with_a_running_client_a_current_lease_and_its_address() {
+        let l =
+            crate::lease::parse(include_bytes!("../tests/data/dhcpcd-9.4.1.lease"), 1000).unwrap();
+        let held: Option<IpNet> = Some("10.99.0.128/24".parse().unwrap());
+        let other: Option<IpNet> = Some("10.99.0.129/24".parse().unwrap());
+        let bad = Err(crate::lease::LeaseError::NoMagicCookie);
+        let some = Ok(Some(l));
+        for (running, start_failed, lease, kernel, now, want) in [
+            (true, false, &some, held, 1000, DhcpState::Bound),
+            (true, false, &some, held, 1599, DhcpState::Bound),
+            // Ran out, not the kernel's address, no lease at all: asking for one.
+            (true, false, &some, held, 1600, DhcpState::Requesting),
+            (true, false, &some, other, 1000, DhcpState::Requesting),
+            (true, false, &some, None, 1000, DhcpState::Requesting),
+            (true, false, &Ok(None), held, 1000, DhcpState::Requesting),
+            // A lease file that is not one.
+            (true, false, &bad, held, 1000, DhcpState::Failed),
+            // Not running: exited (waits for its restart), or could not start.
+            (false, false, &some, held, 1000, DhcpState::Stopped),
+            (false, true, &some, held, 1000, DhcpState::Failed),
+        ] {
+            assert_eq!(
+                state_of(running, start_failed, lease, kernel, now),
+                want,
+                "{running} {start_failed} {lease:?} {kernel:?} {now}"
+            );
+        }
+        for s in [
+            DhcpState::Bound,
+            DhcpState::Failed,
+            DhcpState::Requesting,
+            DhcpState::Stopped,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
     fn a_keeper_without_dhcp_interfaces_runs_nothing_and_touches_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let clients = DhcpClients::new(DhcpOptions::for_device(dir.path()));
@@ -1058,6 +1202,32 @@ mod tests {
         assert!(
             status[0].error.as_deref().unwrap().contains("dhcpcd-base"),
             "{status:?}"
+        );
+        assert_eq!(status[0].state, DhcpState::Failed);
+        assert_eq!((&status[0].lease, &status[0].lease_error), (&None, &None));
+        // A lease file left where dhcpcd keeps it is read (and a broken one reported), whether
+        // or not the client runs.
+        let lib = dir.path().join(DHCP_DIR).join("eth0/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(
+            lib.join("eth0.lease"),
+            include_bytes!("../tests/data/dhcpcd-9.4.1.lease"),
+        )
+        .unwrap();
+        let now = clients.status();
+        let lease = now[0].lease.as_ref().unwrap();
+        assert_eq!(lease.address.to_string(), "10.99.0.128/24");
+        assert_eq!(now[0].state, DhcpState::Failed, "it still does not run");
+        std::fs::write(lib.join("eth0.lease"), b"\x02 not a lease").unwrap();
+        let now = clients.status();
+        assert_eq!(now[0].lease, None);
+        assert!(
+            now[0]
+                .lease_error
+                .as_deref()
+                .unwrap()
+                .contains("shorter than"),
+            "{now:?}"
         );
         // Turned off again: the client is gone.
         let off = NetworkConfig::factory(vec![crate::model::Interface::new(

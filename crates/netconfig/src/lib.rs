@@ -20,7 +20,10 @@
 //!   static routes with `ip -batch`, put back if that fails half-way; [`NetworkState`] to read
 //!   it back. Run by the privileged parent.
 //! - [`dhcp`]: [`DhcpClients`] — one `dhcpcd` per wan interface with `dhcp: true`, rendered,
-//!   started, supervised and stopped by the privileged parent after each apply.
+//!   started, supervised and stopped by the privileged parent after each apply, and what each
+//!   is doing ([`DhcpStatus`]: bound, requesting, failed or stopped, with its lease).
+//! - [`lease`]: dhcpcd's lease file (the DHCPACK it bound), parsed as hostile input into a
+//!   [`Lease`].
 //!
 //! # What this crate does not do
 //!
@@ -31,6 +34,7 @@
 pub mod apply;
 pub mod dhcp;
 pub mod diff;
+pub mod lease;
 pub mod management;
 pub mod model;
 pub mod names;
@@ -43,8 +47,9 @@ pub use apply::{
     Applied, Applier, ApplyError, ApplyStep, Generations, LoadQuiet, NetworkState, Prepared,
     ROUTE_PROTO, Rollback,
 };
-pub use dhcp::{DhcpClients, DhcpOptions, DhcpStatus};
+pub use dhcp::{DhcpClients, DhcpOptions, DhcpState, DhcpStatus};
 pub use diff::diff;
+pub use lease::{Lease, LeaseError};
 pub use management::{ManagementCut, ManagementSession, check_keeps_management};
 pub use model::{
     Action, AddressMatch, AddressSet, DROP_LOG_GROUP, DropLog, Family, Firewall, Interface,
