@@ -12,6 +12,11 @@
 //! [`Inventory`]: what is live, what is live and not declared (`unexpected`), what is declared
 //! and not live (`missing`).
 //!
+//! A listener on a [`PortSource::Fixed`] port (the wan's DHCP client on UDP 68) is open only
+//! while its process runs: a socket there answers to it only when the declared process
+//! ([`Holder`]) holds it — any other process on that port is unexpected — and it is never
+//! missing.
+//!
 //! Who reads `/proc`: the management process is confined (landlock gives it only the state
 //! directory; after dropping to the management user it could not read root's `/proc/<pid>/fd`
 //! anyway), so the scan runs in the privileged parent on request (`Request::Sockets` in
@@ -26,7 +31,9 @@ use serde::{Deserialize, Serialize};
 
 mod registry;
 
-pub use registry::{Exposure, Lang, Listener, PortSource, Text, listeners, markdown_table};
+pub use registry::{
+    Direction, Exposure, Holder, Lang, Listener, PortSource, Text, listeners, markdown_table,
+};
 
 /// TCP or UDP.
 #[derive(
@@ -64,6 +71,9 @@ pub enum Role {
     MamoridManagement,
     /// The chronyd that mamorid started.
     Chronyd,
+    /// A dhcpcd that mamorid's privileged parent started for a wan interface with DHCP, or one
+    /// of its helper processes (same process group, command name `dhcpcd`).
+    Dhcpcd,
     /// Any other process in the namespace.
     Other,
 }
@@ -155,6 +165,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `holder` is the process that owns a socket.
+fn held_by(holder: Holder, owner: Option<&Owner>) -> bool {
+    matches!(
+        (holder, owner.map(|o| o.role)),
+        (Holder::Dhcpcd, Some(Role::Dhcpcd))
+            | (
+                Holder::Mamorid,
+                Some(Role::Mamorid | Role::MamoridManagement)
+            )
+    )
+}
+
 /// Compares the registry with the live sockets.
 pub fn check(configured: &Configured, live: Vec<LiveSocket>) -> Inventory {
     let declared = listeners();
@@ -166,6 +188,12 @@ pub fn check(configured: &Configured, live: Vec<LiveSocket>) -> Inventory {
             _ => None,
         })
         .collect();
+    // Open only while their process runs: matched by port and holder, on any IPv4 address
+    // (dhcpcd binds the leased one), never missing.
+    let clients: Vec<&Listener> = declared
+        .iter()
+        .filter(|l| l.exposure == Exposure::Network && matches!(l.port, PortSource::Fixed(_)))
+        .collect();
     let mut live: Vec<Checked> = live
         .into_iter()
         .map(|socket| {
@@ -176,7 +204,18 @@ pub fn check(configured: &Configured, live: Vec<LiveSocket>) -> Inventory {
                         && addr.port() == socket.port
                         && canonical(addr.ip()) == canonical(socket.address)
                 })
-                .map(|(id, _, _)| *id);
+                .map(|(id, _, _)| *id)
+                .or_else(|| {
+                    clients
+                        .iter()
+                        .find(|l| {
+                            l.transport == socket.transport
+                                && l.port == PortSource::Fixed(socket.port)
+                                && socket.address.is_ipv4()
+                                && held_by(l.holder, socket.owner.as_ref())
+                        })
+                        .map(|l| l.id)
+                });
             Checked { socket, listener }
         })
         .collect();
@@ -212,10 +251,13 @@ pub fn check(configured: &Configured, live: Vec<LiveSocket>) -> Inventory {
 }
 
 /// The pids the scanning process knows about.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct KnownPids {
     /// The chronyd mamorid started, if it runs.
     pub chronyd: Option<u32>,
+    /// The process groups of the dhcpcds mamorid started (each led by one of them): their
+    /// processes called `dhcpcd` are [`Role::Dhcpcd`].
+    pub dhcpcd: Vec<u32>,
 }
 
 /// Converts the TCP table's entries: sockets in LISTEN only.
@@ -256,14 +298,14 @@ pub fn scan(known: KnownPids) -> procfs::ProcResult<Vec<LiveSocket>> {
     live.extend(from_tcp(Family::Ipv6, procfs::net::tcp6()?));
     live.extend(from_udp(Family::Ipv4, procfs::net::udp()?));
     live.extend(from_udp(Family::Ipv6, procfs::net::udp6()?));
-    let owners = owners(known);
+    let owners = owners(&known);
     for s in &mut live {
         s.owner = owners.get(&s.inode).cloned();
     }
     Ok(live)
 }
 
-fn owners(known: KnownPids) -> HashMap<u64, Owner> {
+fn owners(known: &KnownPids) -> HashMap<u64, Owner> {
     let me = std::process::id();
     let my_exe = std::fs::read_link("/proc/self/exe").ok();
     let mut map = HashMap::new();
@@ -286,10 +328,15 @@ fn owners(known: KnownPids) -> HashMap<u64, Owner> {
         let stat = p.stat().ok();
         let name = stat.as_ref().map(|s| s.comm.clone()).unwrap_or_default();
         let ppid = stat.as_ref().map(|s| u32::try_from(s.ppid).unwrap_or(0));
+        let pgrp = stat.as_ref().map(|s| u32::try_from(s.pgrp).unwrap_or(0));
         let role = if pid == me {
             Role::Mamorid
         } else if known.chronyd == Some(pid) {
             Role::Chronyd
+        } else if name == "dhcpcd" && pgrp.is_some_and(|g| known.dhcpcd.contains(&g)) {
+            // Its helpers (privileged, network and BPF proxies) are children of one another,
+            // not of the parent; the group is the one the parent made for the dhcpcd it started.
+            Role::Dhcpcd
         } else if ppid == Some(me) && my_exe.is_some() && p.exe().ok() == my_exe {
             Role::MamoridManagement
         } else {

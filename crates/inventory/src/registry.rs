@@ -38,6 +38,33 @@ pub enum PortSource {
     Path(&'static str),
     /// A fixed port that stays closed (the service's well-known port).
     Closed(u16),
+    /// A fixed port (the protocol's own) that a client of the device holds on any of its
+    /// addresses, only while it runs ([`Listener::opens`] says when).
+    Fixed(u16),
+}
+
+/// Who starts the conversation on this socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The device is a client: it asks, and the socket takes the answers (a DHCP client).
+    Client,
+    /// The device serves: others connect to it (or would, for a service not served).
+    Server,
+}
+
+/// Which process holds the socket. [`crate::check`] attributes a live socket on a
+/// [`PortSource::Fixed`] port to its listener only when this process holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    /// A dhcpcd the privileged parent started for a wan interface with `dhcp: true`, or one of
+    /// its helper processes ([`crate::Role::Dhcpcd`]).
+    Dhcpcd,
+    /// mamorid: its management process (the only process when it runs without root).
+    Mamorid,
+    /// No process: the service is not served.
+    Nobody,
 }
 
 /// One declared listener.
@@ -53,6 +80,10 @@ pub struct Listener {
     pub exposure: Exposure,
     /// Where its address and port come from.
     pub port: PortSource,
+    /// Server or client.
+    pub direction: Direction,
+    /// The process that holds it.
+    pub holder: Holder,
     /// When it is open.
     pub opens: Text,
     /// The authentication it requires.
@@ -73,6 +104,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Tcp,
             exposure: Exposure::Network,
             port: PortSource::Listen,
+            direction: Direction::Server,
+            holder: Holder::Mamorid,
             opens: Text {
                 en: "From the start of mamorid until it stops, on the address of --listen only",
                 ja: "mamorid の起動から停止まで、--listen のアドレスのみ",
@@ -92,6 +125,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Unix,
             exposure: Exposure::Local,
             port: PortSource::Path("run/console.sock"),
+            direction: Direction::Server,
+            holder: Holder::Mamorid,
             opens: Text {
                 en: "From the start of mamorid until it stops; mode 0600, owned by the management user",
                 ja: "mamorid の起動から停止まで。モード 0600、管理ユーザ所有",
@@ -103,6 +138,27 @@ pub fn listeners() -> Vec<Listener> {
             answers: &["S3.1-01 R6", "S3.1-23 R1"],
         },
         Listener {
+            id: "dhcp-client",
+            purpose: Text {
+                en: "DHCP client (dhcpcd) of a wan interface with `dhcp: true`: takes the interface's IPv4 address, default route and routes from the provider's DHCP server. The firewall accepts only DHCP replies (UDP from port 67) on that interface. dhcpcd also holds a packet socket on the interface (ARP, and DHCP before it has a lease) and a raw socket to send, which this list of TCP and UDP sockets does not show",
+                ja: "`dhcp: true` の wan インターフェースの DHCP クライアント（dhcpcd）：プロバイダの DHCP サーバからそのインターフェースの IPv4 アドレス、デフォルトルート、経路を取得する。ファイアウォールはそのインターフェースで DHCP の応答（送信元ポート 67 の UDP）だけを受け付ける。dhcpcd はこのほかにインターフェース上のパケットソケット（ARP と、リース取得前の DHCP）と送信用の raw ソケットも持つが、この TCP・UDP ソケットの一覧には現れない",
+            },
+            transport: Transport::Udp,
+            exposure: Exposure::Network,
+            port: PortSource::Fixed(68),
+            direction: Direction::Client,
+            holder: Holder::Dhcpcd,
+            opens: Text {
+                en: "Only while a wan interface uses DHCP (from the apply that turns `dhcp` on until the one that turns it off), held by the dhcpcd the privileged parent runs for it, bound to the leased address once it has a lease",
+                ja: "wan インターフェースが DHCP を使う間だけ（`dhcp` を有効にした適用から無効にする適用まで）。特権親プロセスがそのインターフェース用に動かす dhcpcd が保持し、リース取得後はリースのアドレスにバインドする",
+            },
+            authentication: Text {
+                en: "None (DHCP has none): only answers that name their server are taken (`require dhcp_server_identifier`), and only the address and routes are used",
+                ja: "なし（DHCP に認証の仕組みはない）。サーバ識別子を含む応答だけを受け取り、使うのはアドレスと経路のみ",
+            },
+            answers: &["S3.1-23 R1", "S3.1-26 R1"],
+        },
+        Listener {
             id: "ntp-server",
             purpose: Text {
                 en: "NTP server: not served. chronyd runs as a client only (`port 0`), so monlist and every other NTP request gets no answer",
@@ -111,6 +167,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Udp,
             exposure: Exposure::NotServed,
             port: PortSource::Closed(123),
+            direction: Direction::Server,
+            holder: Holder::Nobody,
             opens: Text {
                 en: "Never",
                 ja: "開かない",
@@ -130,6 +188,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Udp,
             exposure: Exposure::NotServed,
             port: PortSource::Closed(323),
+            direction: Direction::Server,
+            holder: Holder::Nobody,
             opens: Text {
                 en: "Never",
                 ja: "開かない",
@@ -149,6 +209,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Udp,
             exposure: Exposure::NotServed,
             port: PortSource::Closed(53),
+            direction: Direction::Server,
+            holder: Holder::Nobody,
             opens: Text {
                 en: "Never",
                 ja: "開かない",
@@ -168,6 +230,8 @@ pub fn listeners() -> Vec<Listener> {
             transport: Transport::Udp,
             exposure: Exposure::NotServed,
             port: PortSource::Closed(1900),
+            direction: Direction::Server,
+            holder: Holder::Nobody,
             opens: Text {
                 en: "Never",
                 ja: "開かない",
@@ -204,14 +268,14 @@ impl Text {
 pub fn markdown_table(lang: Lang) -> String {
     let header = match lang {
         Lang::En => {
-            "| id | protocol | port | exposure | purpose | when open | authentication | answers |\n"
+            "| id | protocol | port | exposure | direction | process | purpose | when open | authentication | answers |\n"
         }
         Lang::Ja => {
-            "| id | プロトコル | ポート | 公開範囲 | 用途 | 開くタイミング | 認証 | 対応要件 |\n"
+            "| id | プロトコル | ポート | 公開範囲 | 方向 | プロセス | 用途 | 開くタイミング | 認証 | 対応要件 |\n"
         }
     };
     let mut out = String::from(header);
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for l in listeners() {
         let protocol = match l.transport {
             Transport::Tcp => "TCP",
@@ -228,6 +292,22 @@ pub fn markdown_table(lang: Lang) -> String {
             (PortSource::Path(p), _) => format!("`STATE/{p}`"),
             (PortSource::Closed(n), Lang::En) => format!("{n} (closed, IPv4 and IPv6)"),
             (PortSource::Closed(n), Lang::Ja) => format!("{n}（閉、IPv4 と IPv6）"),
+            (PortSource::Fixed(n), Lang::En) => format!("{n} (IPv4)"),
+            (PortSource::Fixed(n), Lang::Ja) => format!("{n}（IPv4）"),
+        };
+        let direction = match (l.direction, lang) {
+            (Direction::Client, Lang::En) => "client",
+            (Direction::Client, Lang::Ja) => "クライアント",
+            (Direction::Server, Lang::En) => "server",
+            (Direction::Server, Lang::Ja) => "サーバ",
+        };
+        let holder = match (l.holder, lang) {
+            (Holder::Dhcpcd, Lang::En) => "dhcpcd (started by the privileged parent)",
+            (Holder::Dhcpcd, Lang::Ja) => "dhcpcd（特権親プロセスが起動）",
+            (Holder::Mamorid, Lang::En) => "mamorid (management process)",
+            (Holder::Mamorid, Lang::Ja) => "mamorid（管理プロセス）",
+            (Holder::Nobody, Lang::En) => "none",
+            (Holder::Nobody, Lang::Ja) => "なし",
         };
         let exposure = match (l.exposure, lang) {
             (Exposure::Network, Lang::En) => "open on the network",
@@ -238,7 +318,7 @@ pub fn markdown_table(lang: Lang) -> String {
             (Exposure::NotServed, Lang::Ja) => "提供しない",
         };
         out.push_str(&format!(
-            "| `{}` | {protocol} | {port} | {exposure} | {} | {} | {} | {} |\n",
+            "| `{}` | {protocol} | {port} | {exposure} | {direction} | {holder} | {} | {} | {} | {} |\n",
             l.id,
             l.purpose.get(lang),
             l.opens.get(lang),

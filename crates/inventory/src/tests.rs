@@ -113,21 +113,155 @@ fn every_listener_is_declared_once_and_fully() {
             assert!(!t.en.is_empty() && !t.ja.is_empty(), "{}", l.id);
         }
         assert!(!l.answers.is_empty(), "{}", l.id);
-        // A network listener's port comes from the configuration; not-served ones name the
-        // port that stays closed.
-        match l.exposure {
-            Exposure::Network => assert_eq!(l.port, PortSource::Listen),
-            Exposure::NotServed => assert!(matches!(l.port, PortSource::Closed(_))),
-            Exposure::Local => assert_eq!(l.transport, Transport::Unix),
+        // A network server's port comes from the configuration, a client's is its protocol's
+        // and held by a process of its own; not-served ones name the port that stays closed
+        // and no process.
+        match (l.exposure, l.direction) {
+            (Exposure::Network, Direction::Server) => {
+                assert_eq!((l.port, l.holder), (PortSource::Listen, Holder::Mamorid));
+            }
+            (Exposure::Network, Direction::Client) => {
+                assert!(matches!(l.port, PortSource::Fixed(_)), "{}", l.id);
+                assert_ne!(l.holder, Holder::Nobody, "{}", l.id);
+            }
+            (Exposure::NotServed, _) => {
+                assert!(matches!(l.port, PortSource::Closed(_)));
+                assert_eq!(l.holder, Holder::Nobody);
+            }
+            (Exposure::Local, _) => assert_eq!(l.transport, Transport::Unix),
         }
     }
-    // The only network listener is the management HTTPS listener (S3.1-23 R1-A2).
+    // The only server on the network is the management HTTPS listener (S3.1-23 R1-A2); the
+    // only other open port is the wan's DHCP client.
     let open: Vec<_> = all
         .iter()
         .filter(|l| l.exposure == Exposure::Network)
-        .map(|l| l.id)
+        .map(|l| (l.id, l.direction))
         .collect();
-    assert_eq!(open, ["https"]);
+    assert_eq!(
+        open,
+        [
+            ("https", Direction::Server),
+            ("dhcp-client", Direction::Client)
+        ]
+    );
+}
+
+fn owned(mut s: LiveSocket, pid: u32, name: &str, role: Role) -> LiveSocket {
+    s.owner = Some(Owner {
+        pid,
+        name: name.into(),
+        role,
+    });
+    s
+}
+
+/// A bound UDP socket on `address:port`, as the v4 table shows dhcpcd's after a lease.
+fn udp4(address: [u8; 4], port: u16, inode: u64) -> LiveSocket {
+    LiveSocket {
+        transport: Transport::Udp,
+        family: Family::Ipv4,
+        address: IpAddr::V4(Ipv4Addr::from(address)),
+        port,
+        inode,
+        owner: None,
+    }
+}
+
+/// S3.1-23 R1: the DHCP client's socket (UDP 68 on the leased address, held by the dhcpcd the
+/// parent started) is the declared `dhcp-client`, and never missing when it is not open.
+#[test]
+fn the_parents_dhcpcd_on_udp_68_is_the_dhcp_client() {
+    let configured = Configured {
+        https: "127.0.0.1:8443".parse().unwrap(),
+    };
+    let mut live = tcp(TCP, Family::Ipv4);
+    live.push(owned(
+        udp4([203, 0, 113, 120], 68, 9001),
+        4242,
+        "dhcpcd",
+        Role::Dhcpcd,
+    ));
+    let inv = check(&configured, live.clone());
+    assert!(inv.consistent(), "{inv:?}");
+    let dhcp: Vec<_> = inv
+        .live
+        .iter()
+        .filter(|c| c.listener == Some("dhcp-client"))
+        .collect();
+    assert_eq!(dhcp.len(), 1);
+    assert_eq!(dhcp[0].socket.port, 68);
+    // Bound to 0.0.0.0 (some dhcpcd versions, before a lease) it is the same client.
+    let mut any = live.clone();
+    any[1].address = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    assert!(check(&configured, any).consistent());
+    // No DHCP on any wan: nothing on 68, and nothing missing.
+    let inv = check(&configured, tcp(TCP, Family::Ipv4));
+    assert!(inv.consistent(), "{inv:?}");
+    let entry = inv.declared.iter().find(|l| l.id == "dhcp-client").unwrap();
+    assert_eq!(
+        (entry.transport, entry.port, entry.direction, entry.holder),
+        (
+            Transport::Udp,
+            PortSource::Fixed(68),
+            Direction::Client,
+            Holder::Dhcpcd
+        )
+    );
+    assert!(
+        entry
+            .opens
+            .en
+            .contains("Only while a wan interface uses DHCP")
+    );
+    assert!(entry.opens.ja.contains("DHCP を使う間だけ"));
+}
+
+/// S3.1-23 R1, S3.1-26 R1: port 68 is the DHCP client's only when the parent's dhcpcd holds
+/// it. Any other process there — unknown, unattributed, another dhcpcd, mamorid itself — and
+/// dhcpcd on any other port, TCP 68 or IPv6 are unexpected.
+#[test]
+fn anything_else_on_port_68_is_still_unexpected() {
+    let configured = Configured {
+        https: "127.0.0.1:8443".parse().unwrap(),
+    };
+    let strangers = [
+        owned(udp4([0, 0, 0, 0], 68, 1), 777, "python3", Role::Other),
+        udp4([0, 0, 0, 0], 68, 2),
+        owned(udp4([203, 0, 113, 9], 68, 3), 778, "dhcpcd", Role::Other),
+        owned(udp4([0, 0, 0, 0], 68, 4), 779, "dhclient", Role::Chronyd),
+        owned(
+            udp4([0, 0, 0, 0], 68, 5),
+            780,
+            "mamorid",
+            Role::MamoridManagement,
+        ),
+        owned(udp4([0, 0, 0, 0], 546, 6), 4242, "dhcpcd", Role::Dhcpcd),
+        owned(udp4([0, 0, 0, 0], 67, 7), 4242, "dhcpcd", Role::Dhcpcd),
+        {
+            let mut s = owned(udp4([0, 0, 0, 0], 68, 8), 4242, "dhcpcd", Role::Dhcpcd);
+            s.transport = Transport::Tcp;
+            s
+        },
+        {
+            let mut s = owned(udp4([0, 0, 0, 0], 68, 9), 4242, "dhcpcd", Role::Dhcpcd);
+            s.family = Family::Ipv6;
+            s.address = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+            s
+        },
+    ];
+    for stranger in strangers {
+        let mut live = tcp(TCP, Family::Ipv4);
+        live.push(stranger.clone());
+        let inv = check(&configured, live);
+        assert!(!inv.consistent(), "{stranger:?}");
+        assert_eq!(
+            inv.unexpected,
+            std::slice::from_ref(&stranger),
+            "{stranger:?}"
+        );
+        assert!(inv.missing.is_empty());
+    }
 }
 
 #[test]

@@ -472,6 +472,7 @@ impl Dispatcher {
     fn sockets(&self) -> Reply {
         let known = mamori_inventory::KnownPids {
             chronyd: self.ntp().pid(),
+            dhcpcd: self.dhcp.process_groups(),
         };
         match mamori_inventory::scan(known) {
             Ok(mut sockets) => {
