@@ -295,6 +295,15 @@ impl Parent {
         }
     }
 
+    /// Asks the parent what the wan's DHCP clients are doing ([`Request::DhcpStatus`]); the
+    /// flag says the list was cut at [`crate::op::MAX_DHCP_CLIENTS`].
+    pub fn dhcp_status(&self) -> Result<(Vec<mamori_netconfig::DhcpStatus>, bool)> {
+        match self.call(Request::DhcpStatus)? {
+            Reply::DhcpStatus { clients, truncated } => Ok((clients, truncated)),
+            other => Err(unexpected("DhcpStatus", other)),
+        }
+    }
+
     fn call(&self, request: Request) -> Result<Reply> {
         match self {
             Self::Channel(channel) => {
@@ -354,6 +363,8 @@ mod tests {
         let status = p.status().unwrap();
         assert_eq!(status.parent_pid, std::process::id());
         assert_eq!(status.child_restarts, 0);
+        // No network applied: no DHCP clients.
+        assert_eq!(p.dhcp_status().unwrap(), (Vec::new(), false));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use mamori_inventory::LiveSocket;
-use mamori_netconfig::{ApplyStep, Generations, NetworkConfig, Rollback};
+use mamori_netconfig::{ApplyStep, DhcpStatus, Generations, NetworkConfig, Rollback};
 use mamori_time::{NtpReport, TimeConfig};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -156,10 +156,29 @@ pub enum Request {
     ///   kernel's nftables notifications of the device's namespace and answers `GETGEN`; it
     ///   changes nothing. Refused ([`Reply::Refused`]) when the parent could not open it.
     NftablesListener,
+    /// What are the wan's DHCP clients doing?
+    ///
+    /// - **Does:** for each dhcpcd the parent runs (one per wan interface with `dhcp: true` in
+    ///   the configuration it applied last), says whether it runs, reads its lease from
+    ///   dhcpcd's own lease file (`STATE/dhcp/IF/lib/IF.lease`, the DHCPACK it bound, parsed
+    ///   as hostile input by `mamori_netconfig::lease`) and the interface's dynamic IPv4
+    ///   address (`ip -json address`), and replies [`Reply::DhcpStatus`]: per interface the
+    ///   state (bound, requesting, failed, stopped), the lease (address and prefix, gateway,
+    ///   DNS servers, server, lease time, obtained and expiry times) and why it failed, for at
+    ///   most [`MAX_DHCP_CLIENTS`] interfaces.
+    /// - **Needs root because:** the lease files lie in `STATE/dhcp` (root, 0700), and the
+    ///   management process may not `execve` ip.
+    /// - **Parent re-checks:** nothing to check; the request has no arguments. It reads only
+    ///   files it chose itself; a lease file that is not a regular file, is larger than 64 KiB
+    ///   or does not parse is reported as the interface's error, never passed on as it is.
+    DhcpStatus,
 }
 
 /// The most sockets a [`Reply::Sockets`] carries (well under the wire's frame limit).
 pub const MAX_SOCKETS: usize = 4096;
+/// The most DHCP clients a [`Reply::DhcpStatus`] carries. Each is under 2 KiB (two errors of at
+/// most 512 bytes, at most 8 DNS servers), so the reply stays far below the wire's 1 MiB.
+pub const MAX_DHCP_CLIENTS: usize = 64;
 
 /// The range a manual time must lie in, shared with the management process's own check
 /// (`mamori_time::set_time`): not before this build's date, before 2100.
@@ -180,6 +199,7 @@ impl Request {
             Self::ApplyNetwork { .. } => "ApplyNetwork",
             Self::Sockets => "Sockets",
             Self::NftablesListener => "NftablesListener",
+            Self::DhcpStatus => "DhcpStatus",
         }
     }
 }
@@ -274,6 +294,13 @@ pub enum Reply {
     /// The answer to [`Request::NftablesListener`]; the socket travels with this frame
     /// (`SCM_RIGHTS`), never in it.
     NftablesListener {},
+    /// The answer to [`Request::DhcpStatus`].
+    DhcpStatus {
+        /// One per DHCP client, ordered by interface name.
+        clients: Vec<DhcpStatus>,
+        /// More clients ran than [`MAX_DHCP_CLIENTS`]; the rest were left out.
+        truncated: bool,
+    },
     /// The parent understood the request and will not do it (for example a second
     /// [`Request::DataKey`]). The reason is for logs; it never contains secrets.
     Refused {
@@ -366,6 +393,11 @@ impl fmt::Debug for Reply {
                 .field("truncated", truncated)
                 .finish(),
             Self::NftablesListener {} => f.debug_struct("NftablesListener").finish(),
+            Self::DhcpStatus { clients, truncated } => f
+                .debug_struct("DhcpStatus")
+                .field("clients", clients)
+                .field("truncated", truncated)
+                .finish(),
             Self::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
             Self::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
         }
@@ -434,6 +466,8 @@ mod tests {
             r#"{"op":"ApplyTime","args":{"config":{"servers":[]},"path":"/etc/chrony.conf"}}"#,
             r#"{"op":"TimeStatus","args":{"verbose":true}}"#,
             r#"{"op":"Sockets","args":{"pid":1}}"#,
+            r#"{"op":"DhcpStatus","args":{"interface":"wan0"}}"#,
+            r#"{"op":"DhcpStatus","args":{"path":"/etc/shadow"}}"#,
         ] {
             assert!(
                 serde_json::from_str::<Request>(bad).is_err(),
@@ -480,6 +514,62 @@ mod tests {
                     "accepted {bad}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn dhcp_status_is_a_bare_request_and_a_typed_bounded_reply() {
+        assert_eq!(
+            serde_json::to_string(&Request::DhcpStatus).unwrap(),
+            r#"{"op":"DhcpStatus"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"DhcpStatus"}"#).unwrap(),
+            Request::DhcpStatus
+        );
+        let lease = mamori_netconfig::lease::parse(
+            include_bytes!("../../netconfig/tests/data/dhcpcd-9.4.1.lease"),
+            1_800_000_000,
+        )
+        .unwrap();
+        let status = DhcpStatus {
+            interface: mamori_netconfig::IfName::parse("wan0").unwrap(),
+            state: mamori_netconfig::DhcpState::Bound,
+            running: true,
+            pid: Some(42),
+            address: Some("10.99.0.128/24".parse().unwrap()),
+            restarts: 0,
+            error: None,
+            lease: Some(lease),
+            lease_error: None,
+        };
+        let reply = Reply::DhcpStatus {
+            clients: vec![status; MAX_DHCP_CLIENTS],
+            truncated: false,
+        };
+        let wire = serde_json::to_vec(&reply).unwrap();
+        assert!(
+            wire.len() < crate::wire::MAX_REPLY_FRAME / 8,
+            "{}",
+            wire.len()
+        );
+        assert_eq!(serde_json::from_slice::<Reply>(&wire).unwrap(), reply);
+        // The parent's reply is typed too: an unknown state or field is refused.
+        let text = String::from_utf8(wire).unwrap();
+        for bad in [
+            text.replacen(r#""state":"bound""#, r#""state":"happy""#, 1),
+            text.replacen(r#""restarts":0"#, r#""restarts":0,"shell":"sh""#, 1),
+            text.replacen(
+                r#""server":"10.99.0.1""#,
+                r#""server":"10.99.0.1; reboot""#,
+                1,
+            ),
+        ] {
+            assert_ne!(bad, text);
+            assert!(
+                serde_json::from_str::<Reply>(&bad).is_err(),
+                "accepted {bad}"
+            );
         }
     }
 

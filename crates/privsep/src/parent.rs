@@ -242,6 +242,7 @@ impl Dispatcher {
             Request::CheckNetwork { config } => self.network(&config, false, "CheckNetwork"),
             Request::ApplyNetwork { config } => self.network(&config, true, "ApplyNetwork"),
             Request::Sockets => self.sockets(),
+            Request::DhcpStatus => self.dhcp_status(),
             Request::NftablesListener => self.answer(Request::NftablesListener).0,
         }
     }
@@ -487,6 +488,18 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    fn dhcp_status(&self) -> Reply {
+        let mut clients = self.dhcp.status();
+        let truncated = clients.len() > crate::op::MAX_DHCP_CLIENTS;
+        clients.truncate(crate::op::MAX_DHCP_CLIENTS);
+        for c in &clients {
+            if let Some(e) = &c.lease_error {
+                tracing::warn!(target: "mamori::privsep", op = "DhcpStatus", interface = %c.interface.as_str(), error = %e, "the DHCP lease file is not a lease");
+            }
+        }
+        Reply::DhcpStatus { clients, truncated }
     }
 
     /// The state directory this dispatcher serves.
