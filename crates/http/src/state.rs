@@ -102,6 +102,8 @@ pub struct AppState {
     /// Network management ([`AppState::with_network`]); none when the device manages no
     /// network (no `--factory-network`).
     pub network: Option<Arc<crate::handlers::config::Network>>,
+    /// The wan's DHCP clients, from the privileged parent ([`AppState::with_dhcp_status`]).
+    pub dhcp_status: crate::handlers::network::DhcpStatusProvider,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
 }
@@ -142,6 +144,7 @@ impl AppState {
             time: Arc::new(crate::handlers::time::NoTime),
             ports: crate::handlers::ports::unavailable(),
             network: None,
+            dhcp_status: crate::handlers::network::unavailable(),
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
         }
     }
@@ -158,6 +161,17 @@ impl AppState {
     #[must_use]
     pub fn with_network(mut self, network: Arc<crate::handlers::config::Network>) -> Self {
         self.network = Some(network);
+        self
+    }
+
+    /// The same state with the daemon's DHCP status (without it, the network status endpoint
+    /// answers with an internal error on a device that manages its network).
+    #[must_use]
+    pub fn with_dhcp_status(
+        mut self,
+        dhcp_status: crate::handlers::network::DhcpStatusProvider,
+    ) -> Self {
+        self.dhcp_status = dhcp_status;
         self
     }
 

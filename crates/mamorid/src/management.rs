@@ -387,6 +387,11 @@ pub fn run(args: &Args, parent: Parent) -> anyhow::Result<()> {
             },
         )
     });
+    let state = state.with_dhcp_status({
+        // The wan's DHCP clients run under the parent, their lease files are root's.
+        let parent = parent.clone();
+        Arc::new(move || parent.dhcp_status().map_err(|e| e.to_string()))
+    });
     let ui = mamori_webui::Ui::new()?;
     // 6. Serve.
     runtime.block_on(async move {

@@ -71,7 +71,8 @@ impl std::fmt::Debug for Network {
     }
 }
 
-fn network(state: &AppState) -> Result<Arc<Network>, ApiError> {
+/// The device's network management, or 409 when it manages no network.
+pub(crate) fn network(state: &AppState) -> Result<Arc<Network>, ApiError> {
     state.network.clone().ok_or_else(|| {
         ApiError::Auth(AuthError::Conflict(
             "this device does not manage its network (mamorid runs without --factory-network)"

@@ -7,6 +7,7 @@ pub mod console;
 pub mod device;
 pub mod forwarding;
 pub mod mfa;
+pub mod network;
 pub mod ports;
 pub mod sessions;
 pub mod settings;
