@@ -154,7 +154,8 @@ pub enum Command {
     /// Time: synchronisation status, time servers, set the clock by hand.
     #[command(subcommand)]
     Time(TimeCmd),
-    /// The network configuration: show, history, diff, check, commit, edit, confirm, rollback.
+    /// The network configuration: show, status (DHCP leases), history, diff, check, commit, edit,
+    /// confirm, rollback.
     #[command(subcommand)]
     Config(crate::commands::config::ConfigCmd),
     /// Print the OpenAPI document of the API.

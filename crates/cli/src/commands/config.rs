@@ -1,6 +1,6 @@
-//! `mamori config show|history|diff|check|commit|edit|confirm|rollback` (reading: admin,
-//! operator, auditor; changes: admin, operator, with re-authentication for commit and
-//! rollback).
+//! `mamori config show|status|history|diff|check|commit|edit|confirm|rollback` (reading:
+//! admin, operator, auditor; changes: admin, operator, with re-authentication for commit and
+//! rollback). `status` shows what the wan's DHCP clients hold.
 //!
 //! A commit from the CLI gets the API's confirm window (10 minutes) unless `--confirm MIN`
 //! says otherwise (`--confirm 0`: none); `mamori config confirm` keeps it.
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::error::CliError;
-use crate::output::{cell, list};
+use crate::output::{cell, duration, key_values, list};
 use crate::session::parse_json;
 
 const RUNNING: &str = "/api/v1/config";
@@ -22,6 +22,7 @@ const CHECK: &str = "/api/v1/config/check";
 const COMMIT: &str = "/api/v1/config/commit";
 const CONFIRM: &str = "/api/v1/config/confirm";
 const ROLLBACK: &str = "/api/v1/config/rollback";
+const STATUS: &str = "/api/v1/network/status";
 /// The device accepts configurations up to 16 MiB.
 const MAX_FILE: u64 = 16 * 1024 * 1024;
 
@@ -34,6 +35,10 @@ pub enum ConfigCmd {
         #[arg(long)]
         revision: Option<u64>,
     },
+    /// What the wan's DHCP clients hold: per interface the state (bound, requesting, failed,
+    /// stopped) and the lease (address, gateway, DNS servers, server, lease time, obtained,
+    /// expires).
+    Status,
     /// The revisions kept, newest first: id, author, channel, time, comment.
     History,
     /// A unified diff from revision FROM to revision TO (default: the running one).
@@ -108,6 +113,12 @@ pub async fn run(ctx: &mut Ctx, cmd: ConfigCmd) -> Result<(), CliError> {
             let resp = ctx.session.call(Method::GET, &path, None).await?;
             let v = parse_json(&resp)?;
             ctx.out.either(&resp, || pretty(&v["config"]));
+            Ok(())
+        }
+        ConfigCmd::Status => {
+            let resp = ctx.session.call(Method::GET, STATUS, None).await?;
+            let v = parse_json(&resp)?;
+            ctx.out.either(&resp, || status_text(&v));
             Ok(())
         }
         ConfigCmd::History => {
@@ -348,5 +359,109 @@ fn committed_text(v: &Value) -> String {
             cell(&v["revision"]),
             cell(&v["previous"])
         ),
+    }
+}
+
+/// The DHCP clients, one block per interface.
+fn status_text(v: &Value) -> String {
+    let clients = v["dhcp"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if clients.is_empty() {
+        return "no interface uses DHCP\n".to_owned();
+    }
+    let mut out = String::new();
+    for c in clients {
+        out.push_str(&format!(
+            "{}  {}\n",
+            cell(&c["interface"]),
+            cell(&c["state"])
+        ));
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut add = |k: &str, v: String| pairs.push((format!("  {k}"), v));
+        let l = &c["lease"];
+        if l.is_object() {
+            add("address", cell(&l["address"]));
+            add("gateway", cell(&l["gateway"]));
+            add("dns servers", cell(&l["dns_servers"]));
+            add("server", cell(&l["server"]));
+            add(
+                "lease time",
+                l["lease_seconds"]
+                    .as_u64()
+                    .map_or_else(|| "infinite".to_owned(), duration),
+            );
+            add("obtained", cell(&l["obtained_at"]));
+            add(
+                "expires",
+                match (l["expires_at"].as_str(), l["remaining_seconds"].as_u64()) {
+                    (Some(at), Some(left)) => format!("{at} ({} left)", duration(left)),
+                    _ => "never".to_owned(),
+                },
+            );
+        } else {
+            add("lease", "none".to_owned());
+        }
+        add(
+            "client",
+            match (c["running"].as_bool(), c["pid"].as_u64()) {
+                (Some(true), Some(pid)) => {
+                    format!("dhcpcd runs (pid {pid}, {} restarts)", cell(&c["restarts"]))
+                }
+                _ => "dhcpcd does not run".to_owned(),
+            },
+        );
+        if c["configured"] == false {
+            add("note", "not in the running configuration".to_owned());
+        }
+        for key in ["error", "lease_error"] {
+            if let Some(e) = c[key].as_str() {
+                // The first line; dhcpcd's log tail follows in --json.
+                add(
+                    &key.replace('_', " "),
+                    e.lines().next().unwrap_or_default().to_owned(),
+                );
+            }
+        }
+        out.push_str(&key_values(&pairs));
+    }
+    if v["truncated"] == true {
+        out.push_str("(more DHCP clients run than the device reports)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_shows_each_clients_lease_or_why_there_is_none() {
+        let v = json!({"truncated": false, "dhcp": [
+            {"interface": "wan0", "state": "bound", "configured": true, "running": true,
+             "pid": 42, "restarts": 0, "error": null, "lease_error": null,
+             "lease": {"address": "203.0.113.120/24", "gateway": "203.0.113.1",
+                       "dns_servers": ["203.0.113.53"], "server": "203.0.113.1",
+                       "lease_seconds": 600, "obtained_at": "2026-12-06T08:36:41Z",
+                       "expires_at": "2026-12-06T08:46:41Z", "remaining_seconds": 500}},
+            {"interface": "wan1", "state": "failed", "configured": true, "running": false,
+             "pid": null, "restarts": 3, "lease": null,
+             "error": "dhcpcd could not start: missing\nmore", "lease_error": null}
+        ]});
+        let t = status_text(&v);
+        assert!(t.starts_with("wan0  bound\n"), "{t}");
+        assert!(t.contains("  address      203.0.113.120/24\n"), "{t}");
+        assert!(t.contains("  dns servers  203.0.113.53\n"), "{t}");
+        assert!(t.contains("  lease time   00:10:00\n"), "{t}");
+        assert!(t.contains("(00:08:20 left)"), "{t}");
+        assert!(t.contains("dhcpcd runs (pid 42, 0 restarts)"), "{t}");
+        assert!(t.contains("wan1  failed\n  lease   none\n"), "{t}");
+        assert!(
+            t.contains("  error   dhcpcd could not start: missing\n"),
+            "{t}"
+        );
+        assert!(!t.contains("more"), "{t}");
+        assert_eq!(
+            status_text(&json!({"dhcp": []})),
+            "no interface uses DHCP\n"
+        );
     }
 }
