@@ -18,6 +18,7 @@
 //! a textarea): only [`LARGE_FORMS`] accept up to [`LARGE_FORM_BYTES`], and only from a role
 //! that may manage the configuration; every other form keeps the 16 KiB limit.
 
+mod dhcp;
 mod texts;
 mod view;
 
@@ -40,6 +41,7 @@ use mamori_netconfig::NetworkConfig;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use self::dhcp::{DhcpTexts, DhcpView};
 use self::texts::{EN, JA, Texts};
 use self::view::{
     DEFAULT_WINDOW_MINUTES, DiffLine, MAX_WINDOW_MINUTES, PendingView, RevisionRow, Summary,
@@ -183,6 +185,8 @@ struct OverviewPage {
     rev: RevisionRow,
     rescue_note: String,
     s: Summary,
+    d: &'static DhcpTexts,
+    dhcp: DhcpView,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +233,9 @@ async fn overview(
         Ok(x) => x,
         Err(e) => return failed(ctx, &e),
     };
+    // The wan's DHCP clients, as the API reports them; a failed read is a line on the page.
+    let d = ctx.lang.pick(&dhcp::EN, &dhcp::JA);
+    let dhcp = DhcpView::of(d, mamori_http::handlers::network::read(state).await);
     render_status(
         status,
         &OverviewPage {
@@ -241,6 +248,8 @@ async fn overview(
             rev: RevisionRow::of(t, &running.info),
             rescue_note: t.rescue_note.replace("{id}", &rescue.to_string()),
             s: Summary::of(t, &running.config),
+            d,
+            dhcp,
         },
     )
 }
