@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::*;
+use crate::support::*;
 
 /// S3.1-02 R2-1, S3.1-14: the label password opens only a password change; after it the
 /// device shows its model and serial.
@@ -48,8 +49,40 @@ fn without_a_factory_network_the_configuration_endpoints_say_the_network_is_not_
         admin.get("/api/v1/config/revisions"),
         admin.post("/api/v1/config/confirm", &json!({})),
         admin.post("/api/v1/config/rollback", &json!({"revision": 1})),
+        admin.get("/api/v1/network/status"),
     ] {
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
         assert!(r.text.contains("does not manage its network"), "{}", r.text);
     }
+}
+
+/// The DHCP status is read with the configuration's permission (ConfigRead): an auditor passes
+/// the guard (and learns the device manages no network), a viewer is refused before anything
+/// is read.
+#[test]
+fn the_network_status_needs_the_permission_to_read_the_configuration() {
+    let d = Device::start();
+    let admin = d.admin();
+    let viewer = new_user(&d, &admin, "vera", "viewer", OTHER_PASSWORD, "127.0.0.23");
+    let auditor = new_user(
+        &d,
+        &admin,
+        "audrey",
+        "auditor",
+        "Copper-Willow-38-stone",
+        "127.0.0.24",
+    );
+    let r = viewer.get("/api/v1/network/status");
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("manage its network"), "{}", r.text);
+    let r = auditor.get("/api/v1/network/status");
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    // Without a session: 401, nothing else.
+    let r = d.client().get("/api/v1/network/status");
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }

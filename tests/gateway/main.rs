@@ -581,12 +581,20 @@ fn who_may_read_and_change_the_configuration_and_that_commits_need_reauthenticat
     let viewer = user(&gw, &admin, "victor", "viewer");
     let operator = user(&gw, &admin, "olga", "operator");
 
-    // Reading: admin, operator, auditor; not a viewer.
+    // Reading: admin, operator, auditor; not a viewer. The DHCP status too (no wan on DHCP
+    // here: an empty list).
     for c in [&auditor, &operator] {
         assert_eq!(c.get("/api/v1/config").status, StatusCode::OK);
         assert_eq!(c.get("/api/v1/config/revisions").status, StatusCode::OK);
+        let r = c.get("/api/v1/network/status");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body, json!({"dhcp": [], "truncated": false}));
     }
     assert_eq!(viewer.get("/api/v1/config").status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        viewer.get("/api/v1/network/status").status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         viewer.get("/api/v1/config/revisions/1").status,
         StatusCode::FORBIDDEN
@@ -625,6 +633,10 @@ fn who_may_read_and_change_the_configuration_and_that_commits_need_reauthenticat
     );
 }
 
+/// S3.1-23 R1 (the DHCP client in the port inventory) and the lease made visible: the gateway's
+/// wan on DHCP from dnsmasq on the wan host; the API, the CLI and the web UI show the lease
+/// dnsmasq gave as bound, and the inventory stays consistent with dhcpcd's UDP 68 as
+/// `dhcp-client`.
 #[test]
 fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_wan() {
     for bin in ["/usr/sbin/dhcpcd", "/usr/sbin/dnsmasq"] {
@@ -691,6 +703,87 @@ fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_
         connects(&gw.netns(Role::Lan1), "203.0.113.1", 8000, QUICK)
     });
     assert!(through, "lan to wan through NAT over the DHCP uplink");
+
+    // The lease as the device shows it: the address dnsmasq gave (its own lease file says so),
+    // its router, DNS server and lease time, bound.
+    let given = std::fs::read_to_string(leases.path().join("leases")).unwrap();
+    assert!(given.contains(&format!(" {lease} ")), "dnsmasq: {given}");
+    let mut status = Value::Null;
+    let bound = eventually(Duration::from_secs(20), || {
+        let r = admin.get("/api/v1/network/status");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        status = r.body;
+        status["dhcp"][0]["state"] == "bound"
+    });
+    assert!(bound, "{status:#}");
+    let wan = &status["dhcp"][0];
+    assert_eq!(status["dhcp"].as_array().unwrap().len(), 1, "{status:#}");
+    assert_eq!(wan["interface"], "wan0");
+    assert_eq!(wan["configured"], true);
+    assert_eq!(wan["running"], true);
+    let l = &wan["lease"];
+    assert_eq!(l["address"], format!("{lease}/24"), "{status:#}");
+    assert_eq!(l["gateway"], "203.0.113.1");
+    assert_eq!(l["server"], "203.0.113.1");
+    assert_eq!(l["dns_servers"], json!(["203.0.113.53"]));
+    assert_eq!(l["lease_seconds"], 600);
+    let at = |k: &str| {
+        time::OffsetDateTime::parse(
+            l[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!((at("expires_at") - at("obtained_at")).whole_seconds(), 600);
+    let age = (time::OffsetDateTime::now_utc() - at("obtained_at")).whole_seconds();
+    assert!((-5..120).contains(&age), "obtained {age} s ago");
+    assert!(l["remaining_seconds"].as_u64().unwrap() <= 600);
+    assert_eq!(wan["lease_error"], Value::Null);
+
+    // The port inventory: dhcpcd's UDP 68 on the leased address is the declared DHCP client,
+    // nothing is unexpected.
+    let mut ports = Value::Null;
+    let attributed = eventually(Duration::from_secs(20), || {
+        ports = admin.get("/api/v1/system/ports").body;
+        ports["live"].as_array().unwrap().iter().any(|s| {
+            s["listener"] == "dhcp-client"
+                && s["transport"] == "udp"
+                && s["port"] == 68
+                && s["address"] == lease.as_str()
+                && s["owner"]["role"] == "dhcpcd"
+                && s["owner"]["name"] == "dhcpcd"
+        })
+    });
+    assert!(attributed, "{ports:#}");
+    assert_eq!(ports["consistent"], true, "{ports:#}");
+    assert_eq!(ports["unexpected"], json!([]), "{ports:#}");
+    let declared = ports["declared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "dhcp-client")
+        .cloned()
+        .unwrap();
+    assert_eq!(declared["direction"], "client");
+    assert_eq!(declared["holder"], "dhcpcd");
+    assert!(!declared["purpose"]["en"].as_str().unwrap().is_empty());
+    assert!(!declared["opens"]["ja"].as_str().unwrap().is_empty());
+
+    // The CLI and the web UI's network page say the same.
+    let (code, out, err) = cli(&gw, &["config", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("wan0  bound\n"), "{out}");
+    assert!(out.contains(&format!("address      {lease}/24")), "{out}");
+    assert!(out.contains("dns servers  203.0.113.53"), "{out}");
+    let page = admin.get("/ui/config");
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains(r#"data-interface="wan0" data-state="bound""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&format!("{lease}/24")));
     // The running revision says so (read over the management link).
     let (_, running) = gw.running(&admin);
     assert!(
@@ -718,6 +811,7 @@ impl Dnsmasq {
                 "--bind-interfaces",
                 "--dhcp-range=203.0.113.100,203.0.113.150,255.255.255.0,10m",
                 "--dhcp-option=3,203.0.113.1",
+                "--dhcp-option=6,203.0.113.53",
             ])
             .arg(format!("--dhcp-leasefile={}", leases.display()))
             .stdin(std::process::Stdio::null())
