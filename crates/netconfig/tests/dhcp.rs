@@ -5,7 +5,7 @@
 //! leaves both alone; a client killed with SIGKILL is started again; turning DHCP off removes
 //! the client, its address and route (with a release the server hears); stopping the keeper
 //! keeps the lease for the next one; a client left running by a parent killed with SIGKILL is
-//! replaced by the next parent's.
+//! replaced by the next parent's. The status says bound, with the lease dnsmasq gave.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Netns, can_run, from_json, run};
-use mamori_netconfig::dhcp::{DhcpClients, DhcpOptions, DhcpStatus, render};
+use ipnet::IpNet;
+use mamori_netconfig::dhcp::{DhcpClients, DhcpOptions, DhcpState, DhcpStatus, render};
 use mamori_netconfig::{Applier, IfName, NetworkConfig};
 
 const SERVER: &str = "203.0.113.1";
@@ -256,6 +257,27 @@ fn a_wan_interface_with_dhcp_gets_a_lease_keeps_it_through_applies_and_restarts_
     assert_eq!(&host[..3], &[203, 0, 113]);
     assert!((100..=150).contains(&host[3]), "{address}");
     assert_eq!(address.prefix_len(), 24);
+    // The status reads dhcpcd's own lease file: bound, the kernel's address, what dnsmasq gave.
+    let mut bound = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            bound = clients
+                .status()
+                .into_iter()
+                .find(|c| c.state == DhcpState::Bound);
+            bound.is_some()
+        }),
+        "{:?}",
+        clients.status()
+    );
+    let bound = bound.unwrap();
+    let l = bound.lease.as_ref().unwrap();
+    assert_eq!(Some(IpNet::V4(l.address)), bound.address);
+    assert_eq!(l.server.to_string(), SERVER);
+    assert_eq!(l.gateway.map(|g| g.to_string()).as_deref(), Some(SERVER));
+    assert_eq!(l.lease_secs, Some(600));
+    assert_eq!(l.expires_unix, Some(l.obtained_unix + 600));
+    assert_eq!(bound.lease_error, None);
     assert!(
         wait_for(Duration::from_secs(5), || s.default_routes()
             == [(SERVER.to_owned(), "wan0".to_owned(), "dhcp".to_owned())]),
