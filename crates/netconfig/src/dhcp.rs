@@ -4,7 +4,7 @@
 //! # How each client runs
 //!
 //! ```text
-//! [ip netns exec NS] /usr/bin/env --default-signal /usr/sbin/dhcpcd --nobackground \
+//! /usr/bin/env --default-signal -- [ip netns exec NS] /usr/sbin/dhcpcd --nobackground \
 //!     --config STATE/dhcp/IF/dhcpcd.conf -- IF
 //! ```
 //!
@@ -34,8 +34,9 @@
 //!   thread.
 //! - **Signals as from init**: the parent blocks SIGTERM, SIGINT and SIGCHLD to read them from a
 //!   signalfd; the mask survives `execve` (std's `Command` does not reset it): a dhcpcd started
-//!   with it ignores SIGTERM, and SIGCHLD (a helper exited) stays blocked too. coreutils' `env
-//!   --default-signal` unblocks every signal and resets its handler before it executes dhcpcd.
+//!   with it ignores SIGTERM, and SIGCHLD (a helper exited) stays blocked too.
+//!   [`mamori_spawn::with_default_signals`] (coreutils' `env --default-signal`) unblocks every
+//!   signal and resets its handler before dhcpcd is executed.
 //! - **Its own process group**: dhcpcd's helpers (the root privileged proxy, the BPF and network
 //!   proxies) outlive a master that was killed; the group goes with it.
 //!
@@ -105,8 +106,6 @@ use crate::names::IfName;
 pub const DHCP_DIR: &str = "dhcp";
 /// Debian's dhcpcd (package `dhcpcd-base`).
 pub const DHCPCD: &str = "/usr/sbin/dhcpcd";
-/// coreutils' `env`, which starts dhcpcd with every signal unblocked.
-pub const ENV: &str = "/usr/bin/env";
 /// dhcpcd's compiled-in database directory (leases), replaced in its mount namespace.
 const DHCPCD_DB_DIR: &str = "/var/lib/dhcpcd";
 /// dhcpcd's compiled-in run directory (pid file, control sockets), replaced likewise.
@@ -165,8 +164,6 @@ option domain_name_servers
 pub struct DhcpOptions {
     /// The dhcpcd binary.
     pub dhcpcd: PathBuf,
-    /// The `env` that starts it with clean signals.
-    pub env: PathBuf,
     /// `STATE/dhcp`: one directory per interface beneath it.
     pub dir: PathBuf,
     /// The first wait before a restart ([`RESTART_MIN`]; tests use less).
@@ -180,7 +177,6 @@ impl DhcpOptions {
     pub fn for_device(state_dir: &Path) -> Self {
         Self {
             dhcpcd: DHCPCD.into(),
-            env: ENV.into(),
             dir: state_dir.join(DHCP_DIR),
             restart_min: RESTART_MIN,
             restart_max: RESTART_MAX,
@@ -830,15 +826,13 @@ fn spawn(
 
     let mut cmd = match netns {
         Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(&options.env);
+            let mut c = mamori_spawn::with_default_signals("ip");
+            c.args(["netns", "exec", ns]).arg(&options.dhcpcd);
             c
         }
-        None => Command::new(&options.env),
+        None => mamori_spawn::with_default_signals(&options.dhcpcd),
     };
-    cmd.arg("--default-signal")
-        .arg(&options.dhcpcd)
-        .arg("--nobackground")
+    cmd.arg("--nobackground")
         .arg("--config")
         .arg(&dirs.config)
         .arg("--")

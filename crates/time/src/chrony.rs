@@ -34,8 +34,6 @@ use crate::step::{DetectedStep, NtpSteps, boottime_ns};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long chronyd may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How long after SIGTERM chronyd is also sent SIGQUIT (in case SIGTERM is blocked).
-const QUIT_AFTER: Duration = Duration::from_millis(200);
 /// How long one chronyc command may take (chronyc itself retries for a while when chronyd
 /// does not answer).
 const CHRONYC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +113,15 @@ impl Chrony {
             }
         })?;
 
-        let mut cmd = Command::new(&opts.chronyd);
+        // Through env, a missing chronyd would only be an exit status 127: say it plainly.
+        if !opts.chronyd.is_file() {
+            return Err(TimeError::ChronydSpawn(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", opts.chronyd.display()),
+            )));
+        }
+        // The parent blocks SIGTERM, SIGINT and SIGCHLD; chronyd must not inherit that.
+        let mut cmd = mamori_spawn::with_default_signals(&opts.chronyd);
         cmd.arg("-d").arg("-f").arg(&conf).arg("-u").arg(&opts.user);
         if !opts.control_clock {
             cmd.arg("-x");
@@ -232,20 +238,9 @@ impl Chrony {
             // Our own unreaped child: the pid cannot have been reused.
             let _ = kill(pid, Signal::SIGTERM);
         }
-        let start = Instant::now();
-        let deadline = start + STOP_GRACE;
-        let mut quit_sent = false;
+        let deadline = Instant::now() + STOP_GRACE;
         let mut status = None;
         while Instant::now() < deadline {
-            // Started by mamorid's privileged parent, chronyd inherits its signal mask, which
-            // blocks SIGTERM and SIGINT (the parent reads them from a signalfd; the mask
-            // survives exec). chronyd quits on SIGQUIT the same way.
-            if !quit_sent && start.elapsed() >= QUIT_AFTER {
-                quit_sent = true;
-                if let Some(pid) = pid {
-                    let _ = kill(pid, Signal::SIGQUIT);
-                }
-            }
             match self.child.try_wait() {
                 Ok(Some(s)) => {
                     status = Some(s);

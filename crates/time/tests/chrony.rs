@@ -361,3 +361,134 @@ fn a_chronyd_that_dies_is_started_again_after_a_growing_wait() {
     assert_eq!(ntp.report().restarts, 0);
     ntp.stop();
 }
+
+/// A client of one loopback port where nothing answers: chronyd runs and never synchronises.
+fn config_without_server() -> TimeConfig {
+    let mut s = NtpServer::new(NtpHost::parse("127.0.0.1").unwrap(), false);
+    s.port = Some(common::free_udp_port());
+    TimeConfig {
+        servers: vec![s],
+        require_nts: false,
+        min_sources: 1,
+        rtc_sync: false,
+    }
+}
+
+/// The blocked (`SigBlk`) and ignored (`SigIgn`) signal masks of a process or thread.
+fn signal_masks(status_file: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(status_file).unwrap();
+    let mask = |field: &str| {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in {status_file}"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    (mask("SigBlk:"), mask("SigIgn:"))
+}
+
+/// Not a test of its own: mamori's chronyd started by a process that blocks SIGTERM, SIGINT
+/// and SIGCHLD (as the privileged parent does, to read them from a signalfd) and ignores
+/// SIGHUP (as under `nohup`), SIGUSR2 and SIGTSTP; started that way by
+/// `chronyd_starts_with_the_signals_of_a_clean_start_whatever_its_parent_blocks_or_ignores`,
+/// it prints chronyd's masks (without its variable it does nothing).
+#[test]
+#[ignore = "a helper process of chronyd_starts_with_the_signals_of_a_clean_start_whatever_its_parent_blocks_or_ignores"]
+fn chronyd_started_by_a_parent_with_odd_signals() {
+    let Ok(state) = std::env::var("MAMORI_TEST_CHRONY_STATE") else {
+        return;
+    };
+    let (blocked, ignored) = signal_masks("/proc/thread-self/status");
+    assert_ne!(blocked, 0, "the starting thread blocks nothing");
+    assert_ne!(ignored, 0, "the starting process ignores nothing");
+    let chrony = Chrony::start(
+        &config_without_server(),
+        ChronyPaths::in_state_dir(Path::new(&state)),
+        &RenderOptions::default(),
+        &ChronyOptions::observe_only(),
+    )
+    .unwrap();
+    let (blocked, ignored) = signal_masks(&format!("/proc/{}/status", chrony.pid()));
+    println!("CHRONYD-SIGNALS {blocked:x} {ignored:x}");
+    chrony.stop();
+}
+
+/// chronyd runs with no signal blocked and none ignored beyond what a chronyd started from a
+/// clean process has, although the privileged parent that starts it blocks SIGTERM, SIGINT
+/// and SIGCHLD: the mask and ignored dispositions survive `execve`, and a chronyd that
+/// inherited them would ignore SIGTERM.
+#[test]
+fn chronyd_starts_with_the_signals_of_a_clean_start_whatever_its_parent_blocks_or_ignores() {
+    require_root_and_chrony!();
+    let dir = tempdir();
+    let state = dir.path();
+    let out = std::process::Command::new("/usr/bin/env")
+        .args([
+            "--block-signal=TERM,INT,CHLD",
+            "--ignore-signal=HUP,USR2,TSTP",
+            "--",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "chronyd_started_by_a_parent_with_odd_signals",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MAMORI_TEST_CHRONY_STATE", state)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let masks = stdout
+        .lines()
+        .find_map(|l| Some(l.split_once("CHRONYD-SIGNALS ")?.1))
+        .unwrap_or_else(|| panic!("no masks printed: {stdout}"));
+    let mamori: Vec<u64> = masks
+        .split(' ')
+        .map(|m| u64::from_str_radix(m, 16).unwrap())
+        .collect();
+
+    // The reference: the same chronyd command, started directly by this test's thread, which
+    // blocks nothing (and whose process ignores only SIGPIPE, which std resets for a child).
+    assert_eq!(signal_masks("/proc/thread-self/status").0, 0);
+    let paths = ChronyPaths::in_state_dir(state);
+    let mut clean = std::process::Command::new("/usr/sbin/chronyd")
+        .arg("-d")
+        .arg("-f")
+        .arg(paths.config_file())
+        .args(["-u", common::CHRONY_USER, "-x", "-F", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = ChronyClient::new("/usr/bin/chronyc", paths.socket());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.tracking().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the reference chronyd never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reference = signal_masks(&format!("/proc/{}/status", clean.id()));
+    clean.kill().unwrap();
+    clean.wait().unwrap();
+
+    assert_eq!(
+        (mamori[0], mamori[1]),
+        reference,
+        "mamori's chronyd (blocked, ignored) {:x?} against a clean start {reference:x?}",
+        (mamori[0], mamori[1])
+    );
+    assert_eq!(
+        reference.0, 0,
+        "chronyd blocks signals itself: {reference:x?}"
+    );
+}
