@@ -62,6 +62,10 @@ pub fn document() -> Value {
                 "requestBody".into(),
                 json!({"required": true, "content": {"application/json": {"schema": req(&mut generator)}}}),
             );
+            // Larger bodies are refused with 413; clients and the input sweep read it here.
+            if let Some(max) = e.max_body_bytes {
+                op.insert("x-mamori-max-body-bytes".into(), json!(max));
+            }
         }
         let ok = match e.response {
             Some(resp) => {
@@ -129,5 +133,27 @@ mod tests {
             doc["components"]["schemas"]["LoginRequest"]["additionalProperties"],
             false
         );
+    }
+
+    /// Every operation with a body says how large it may be: the configuration's whole
+    /// candidates 16 MiB, every other body 16 KiB.
+    #[test]
+    fn every_body_publishes_its_limit() {
+        let doc = document();
+        for e in endpoints() {
+            let op = &doc["paths"][e.path][e.method.as_str().to_lowercase()];
+            let max = op["x-mamori-max-body-bytes"].as_u64();
+            if e.request.is_none() {
+                assert_eq!(max, None, "{} {}", e.method, e.path);
+                continue;
+            }
+            let large = ["/api/v1/config/check", "/api/v1/config/commit"].contains(&e.path);
+            let want = if large {
+                crate::handlers::config::CONFIG_BODY_BYTES
+            } else {
+                crate::MAX_BODY_BYTES
+            };
+            assert_eq!(max, Some(want as u64), "{} {}", e.method, e.path);
+        }
     }
 }

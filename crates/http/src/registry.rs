@@ -48,6 +48,10 @@ pub struct Endpoint {
     pub request: Option<SchemaFn>,
     /// Response body schema, if it answers with JSON.
     pub response: Option<SchemaFn>,
+    /// The largest request body it reads, in bytes: [`MAX_BODY_BYTES`] unless declared
+    /// otherwise (published as `x-mamori-max-body-bytes` for an endpoint with a body). None for
+    /// pages, whose guard sets the limit per form.
+    pub max_body_bytes: Option<usize>,
     /// The JSON API or a page of the web UI (pages are left out of the OpenAPI document).
     pub surface: Surface,
     route: fn() -> MethodRouter<AppState>,
@@ -97,6 +101,7 @@ impl Endpoint {
             summary,
             request: None,
             response: None,
+            max_body_bytes: None,
             surface: Surface::Page,
             route,
             guard,
@@ -137,6 +142,10 @@ pub const fn own(allowed_when: Allowed, reauth: bool) -> Access {
 
 macro_rules! endpoint {
     ($method:ident $path:literal, $access:expr, $summary:literal, $route:expr, req = $req:expr, resp = $resp:expr) => {
+        endpoint!($method $path, $access, $summary, $route, req = $req, resp = $resp,
+            max_body = MAX_BODY_BYTES)
+    };
+    ($method:ident $path:literal, $access:expr, $summary:literal, $route:expr, req = $req:expr, resp = $resp:expr, max_body = $max:expr) => {
         Endpoint {
             method: Method::$method,
             path: $path,
@@ -144,6 +153,7 @@ macro_rules! endpoint {
             summary: $summary,
             request: $req,
             response: $resp,
+            max_body_bytes: Some($max),
             surface: Surface::Api,
             route: || $route,
             guard: api_guard,
@@ -286,11 +296,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Validate a candidate, check it keeps this session's management access, dry-run it (nft -c) and diff it against the running configuration; changes nothing.",
             post(crate::handlers::config::check),
             req = schema::<crate::handlers::config::CommitRequest>(),
-            resp = schema::<crate::handlers::config::CheckAnswer>()),
+            resp = schema::<crate::handlers::config::CheckAnswer>(),
+            max_body = crate::handlers::config::CONFIG_BODY_BYTES),
         endpoint!(POST "/api/v1/config/commit", needs_reauth(ConfigManage),
             "Commit a candidate: validate, anti-lockout check, dry run, apply (one nftables transaction, then addresses and routes), health probe, confirm window (default 10 min; reverted unless confirmed); recorded.",
             post(crate::handlers::config::commit),
-            req = schema::<crate::handlers::config::CommitRequest>(), resp = None),
+            req = schema::<crate::handlers::config::CommitRequest>(), resp = None,
+            max_body = crate::handlers::config::CONFIG_BODY_BYTES),
         endpoint!(POST "/api/v1/config/confirm", needs(ConfigManage),
             "Confirm the commit waiting for confirmation (only its author); recorded.",
             post(crate::handlers::config::confirm), req = None, resp = None),

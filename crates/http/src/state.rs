@@ -106,6 +106,9 @@ pub struct AppState {
     pub dhcp_status: crate::handlers::network::DhcpStatusProvider,
     /// Bounds concurrent password hashing so a login flood cannot starve the device.
     hashing: Arc<Semaphore>,
+    /// One large (configuration) body in memory at a time, whether or not the device manages
+    /// its network: such a body is read and checked before that question is answered.
+    pub(crate) large_bodies: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -146,6 +149,7 @@ impl AppState {
             network: None,
             dhcp_status: crate::handlers::network::unavailable(),
             hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
+            large_bodies: Arc::new(Semaphore::new(1)),
         }
     }
 

@@ -8,8 +8,11 @@
 //! confirm window running out, a restart during one).
 //!
 //! Bodies of a whole configuration may be large (10,000 rules are about 1.5 MB of JSON): these
-//! handlers read them themselves, up to [`CONFIG_BODY_BYTES`], one at a time
-//! ([`Network::bodies`]), after the guard has authenticated the caller.
+//! handlers read them themselves, up to [`CONFIG_BODY_BYTES`] (the registry publishes it as
+//! the operation's `x-mamori-max-body-bytes`), one at a time across the device, after the
+//! guard has authenticated the caller. Every body is read and checked (media type, size, JSON
+//! shape, comment, confirm window) before anything else is asked, so a malformed one is a
+//! 400, 413 or 415 on every device, also on one that manages no network (409 otherwise).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +32,6 @@ use mamori_netconfig::{ManagementSession, NetworkConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Caller, ConnInfo, decode_json};
@@ -50,18 +52,12 @@ pub struct Network {
     pub configs: Arc<Configs>,
     /// The privileged parent's check, apply and probe.
     pub apply: Arc<dyn Apply + Send + Sync>,
-    /// One large body in memory at a time.
-    bodies: Semaphore,
 }
 
 impl Network {
     /// Network management over `configs`, applied through `apply`.
     pub fn new(configs: Arc<Configs>, apply: Arc<dyn Apply + Send + Sync>) -> Self {
-        Self {
-            configs,
-            apply,
-            bodies: Semaphore::new(1),
-        }
+        Self { configs, apply }
     }
 }
 
@@ -379,7 +375,7 @@ pub fn session_of(conn: &ConnInfo) -> Option<ManagementSession> {
 
 /// Reads a large JSON body, one at a time across the device.
 async fn large_body<T: serde::de::DeserializeOwned>(
-    net: &Network,
+    state: &AppState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
@@ -391,7 +387,15 @@ async fn large_body<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let _permit = tokio::time::timeout(BODY_TIMEOUT, net.bodies.acquire())
+    // A length declared over the cap is refused before waiting for the slot or reading a byte.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| usize::try_from(n).map_or(true, |n| n > CONFIG_BODY_BYTES)) {
+        return Err(ApiError::BodyTooLarge);
+    }
+    let _permit = tokio::time::timeout(BODY_TIMEOUT, state.large_bodies.acquire())
         .await
         .map_err(|_| ApiError::Busy)?
         .map_err(|_| ApiError::Busy)?;
@@ -602,6 +606,21 @@ pub fn check_candidate(
     })
 }
 
+/// The body of a check or a commit, read and checked whole (a check refuses what the commit
+/// would): the request, where it comes from and its confirm window.
+async fn commit_request(
+    state: &AppState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(CommitRequest, Channel, Option<Duration>), ApiError> {
+    let req: CommitRequest = large_body(state, headers, body).await?;
+    check_comment(&req.comment)?;
+    let channel = channel(conn, headers);
+    let window = confirm_window(req.confirm_minutes, req.confirm_seconds, channel)?;
+    Ok((req, channel, window))
+}
+
 /// `POST /api/v1/config/check`: what a commit of this candidate would do, without doing it.
 pub async fn check(
     State(state): State<AppState>,
@@ -609,8 +628,8 @@ pub async fn check(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<CheckAnswer>, ApiError> {
+    let (req, _, _) = commit_request(&state, &conn, &headers, body).await?;
     let net = network(&state)?;
-    let req: CommitRequest = large_body(&net, &headers, body).await?;
     let session = session_of(&conn);
     blocking(move || check_candidate(&net, &req.config, session.as_ref()))
         .await?
@@ -627,11 +646,8 @@ pub async fn commit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (req, channel, window) = commit_request(&state, &conn, &headers, body).await?;
     let net = network(&state)?;
-    let req: CommitRequest = large_body(&net, &headers, body).await?;
-    check_comment(&req.comment)?;
-    let channel = channel(&conn, &headers);
-    let window = confirm_window(req.confirm_minutes, req.confirm_seconds, channel)?;
     let meta = CommitMeta {
         author: caller.0.username.as_str().to_owned(),
         channel,
@@ -655,10 +671,10 @@ pub async fn rollback(
     headers: HeaderMap,
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> Result<Response, ApiError> {
-    let net = network(&state)?;
     check_comment(&req.comment)?;
     let channel = channel(&conn, &headers);
     let window = confirm_window(req.confirm_minutes, req.confirm_seconds, channel)?;
+    let net = network(&state)?;
     let meta = CommitMeta {
         author: caller.0.username.as_str().to_owned(),
         channel,
