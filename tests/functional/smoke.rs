@@ -44,9 +44,15 @@ fn without_a_factory_network_the_configuration_endpoints_say_the_network_is_not_
     let d = Device::start();
     let admin = d.admin();
     admin.reauth(ADMIN_PASSWORD);
+    // A whole, well-formed candidate: the body is read and checked first, then refused for the
+    // device's mode.
+    let candidate = mamori_lab::gateway_config(&mamori_lab::Mgmt::slot(0)).to_canonical_json();
+    let candidate: serde_json::Value = serde_json::from_str(&candidate).unwrap();
     for r in [
         admin.get("/api/v1/config"),
         admin.get("/api/v1/config/revisions"),
+        admin.post("/api/v1/config/check", &json!({"config": candidate})),
+        admin.post("/api/v1/config/commit", &json!({"config": candidate})),
         admin.post("/api/v1/config/confirm", &json!({})),
         admin.post("/api/v1/config/rollback", &json!({"revision": 1})),
         admin.get("/api/v1/network/status"),

@@ -16,7 +16,7 @@ const TARGET_PASSWORD: &str = "Orchid-Tundra-35-plain";
 
 /// Valid bodies per endpoint, to be broken one way at a time. Each is harmless if sent as is
 /// (wrong current passwords, names that do not exist, the current settings), but none is ever
-/// sent as is.
+/// sent as is except the network configuration's, to a device that manages no network.
 fn base_bodies(admin: &Client) -> BTreeMap<(String, String), Value> {
     let settings = admin.get("/api/v1/settings/auth").body;
     let access = admin.get("/api/v1/settings/access").body;
@@ -95,6 +95,21 @@ fn base_bodies(admin: &Client) -> BTreeMap<(String, String), Value> {
         "/api/v1/users/{username}/reset",
         json!({"reset_mfa": false}),
     );
+    // The network configuration's: a whole candidate (the lab gateway's factory configuration)
+    // and a rollback to the first revision. This device manages no network: it answers a
+    // well-formed one with 409, a malformed one with 400/413/415 like every other device.
+    let candidate: Value = serde_json::from_str(
+        &mamori_lab::gateway_config(&mamori_lab::Mgmt::slot(0)).to_canonical_json(),
+    )
+    .unwrap();
+    let commit = json!({"config": candidate, "comment": "sweep", "confirm_minutes": 10});
+    add("post", "/api/v1/config/check", commit.clone());
+    add("post", "/api/v1/config/commit", commit);
+    add(
+        "post",
+        "/api/v1/config/rollback",
+        json!({"revision": 1, "comment": "sweep", "confirm_minutes": 10}),
+    );
     m
 }
 
@@ -150,7 +165,20 @@ struct Case {
     expect: &'static [u16],
 }
 
-fn cases(doc: &Value, schema: &Value, base: &Value) -> Vec<Case> {
+/// The body of exactly `size` bytes: `base` with a `padding` field (unknown everywhere) that
+/// fills it up.
+fn padded(base: &Map<String, Value>, size: usize) -> Vec<u8> {
+    let mut o = base.clone();
+    o.insert("padding".into(), json!(""));
+    let empty = Value::Object(o.clone()).to_string().len();
+    o.insert("padding".into(), json!("p".repeat(size - empty)));
+    let body = Value::Object(o).to_string().into_bytes();
+    assert_eq!(body.len(), size);
+    body
+}
+
+/// The broken requests for one endpoint whose body may be `max_body` bytes at most.
+fn cases(doc: &Value, schema: &Value, base: &Value, max_body: usize) -> Vec<Case> {
     const REJECT: &[u16] = &[400, 413, 415, 422];
     let schema = resolve(doc, schema);
     let props = schema["properties"]
@@ -231,14 +259,19 @@ fn cases(doc: &Value, schema: &Value, base: &Value) -> Vec<Case> {
         json!("x"),
     ));
     out.push(json_case("null instead of an object".into(), Value::Null));
-    // (c) a body of 17 KiB
-    let mut big = obj.clone();
-    big.insert("padding".into(), json!("p".repeat(17 * 1024)));
+    // (c) a body one byte over the endpoint's published limit; and one of exactly the limit,
+    // read and refused for its unknown field, which shows the limit is not smaller
     out.push(Case {
-        name: "17 KiB body".into(),
+        name: format!("body of {} bytes (limit + 1)", max_body + 1),
         content_type: Some("application/json"),
-        body: Value::Object(big).to_string().into_bytes(),
+        body: padded(&obj, max_body + 1),
         expect: &[413],
+    });
+    out.push(Case {
+        name: format!("body of {max_body} bytes (the limit) with an unknown field"),
+        content_type: Some("application/json"),
+        body: padded(&obj, max_body),
+        expect: &[400, 422],
     });
     // (d) no or wrong Content-Type, with a valid body
     let valid = base.to_string().into_bytes();
@@ -340,13 +373,31 @@ fn setup() -> (Device, Client) {
     (d, admin)
 }
 
-fn body_endpoints(doc: &Value) -> Vec<(String, String, Value, bool)> {
+/// One operation with a body, from the OpenAPI document.
+struct BodyEndpoint {
+    method: String,
+    path: String,
+    schema: Value,
+    console_only: bool,
+    /// `x-mamori-max-body-bytes`.
+    max_body: usize,
+}
+
+fn body_endpoints(doc: &Value) -> Vec<BodyEndpoint> {
     let mut out = Vec::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for (method, op) in methods.as_object().unwrap() {
             if let Some(schema) = op["requestBody"]["content"]["application/json"].get("schema") {
-                let console = op["x-mamori-console-only"] == true;
-                out.push((method.clone(), path.clone(), schema.clone(), console));
+                let max_body = op["x-mamori-max-body-bytes"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{method} {path}: no x-mamori-max-body-bytes"));
+                out.push(BodyEndpoint {
+                    method: method.clone(),
+                    path: path.clone(),
+                    schema: schema.clone(),
+                    console_only: op["x-mamori-console-only"] == true,
+                    max_body: usize::try_from(max_body).unwrap(),
+                });
             }
         }
     }
@@ -354,25 +405,22 @@ fn body_endpoints(doc: &Value) -> Vec<(String, String, Value, bool)> {
 }
 
 /// S3.1-38 R3: for every endpoint with a body, unknown fields, wrong types, out-of-range
-/// numbers, over-long strings, a 17 KiB body, a missing or wrong Content-Type and malformed
-/// JSON are refused with 400/413/415/422 and a clean `{error:{code,message}}`; nothing changes
-/// and the daemon keeps serving. Console-only endpoints do not exist on the network (404).
+/// numbers, over-long strings, a body over the endpoint's published limit
+/// (`x-mamori-max-body-bytes`: 16 KiB, 16 MiB for a whole network configuration), a missing or
+/// wrong Content-Type and malformed JSON are refused with 400/413/415/422 and a clean
+/// `{error:{code,message}}`; nothing changes and the daemon keeps serving. Console-only
+/// endpoints do not exist on the network (404). The network configuration's endpoints are
+/// among them although this device manages no network: a malformed body is refused before
+/// the 409 that says so.
 #[test]
 fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
     let (d, admin) = setup();
     let doc = admin.get("/api/v1/openapi.json").body;
     let bases = base_bodies(&admin);
-    // The network configuration's endpoints answer 409 on a device that manages no network
-    // (this one) before they read a body, and take bodies up to 16 MiB: their malformed input is
-    // tested on a device that manages its network, in tests/gateway
-    // (`broken_candidates_change_nothing_in_the_kernel`, the CLI test).
-    let endpoints: Vec<_> = body_endpoints(&doc)
-        .into_iter()
-        .filter(|(_, p, _, _)| !p.starts_with("/api/v1/config/"))
-        .collect();
+    let endpoints = body_endpoints(&doc);
     let declared: BTreeSet<_> = endpoints
         .iter()
-        .map(|(m, p, _, _)| (m.clone(), p.clone()))
+        .map(|e| (e.method.clone(), e.path.clone()))
         .collect();
     let known: BTreeSet<_> = bases.keys().cloned().collect();
     assert_eq!(
@@ -400,10 +448,11 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
 
     let mut sent = 0;
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
-    for (method, path, schema, console_only) in &endpoints {
+    for e in &endpoints {
+        let (method, path) = (&e.method, &e.path);
         let base = &bases[&(method.clone(), path.clone())];
         let url = d.url(&path.replace("{username}", TARGET));
-        for case in cases(&doc, schema, base) {
+        for case in cases(&doc, &e.schema, base, e.max_body) {
             let what = format!("{} {path}: {}", method.to_uppercase(), case.name);
             let mut req = raw
                 .request(method.to_uppercase().parse().unwrap(), &url)
@@ -416,7 +465,7 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
             let status = a.status.as_u16();
             *by_status.entry(status).or_default() += 1;
             sent += 1;
-            let expect: &[u16] = if *console_only { &[404] } else { case.expect };
+            let expect: &[u16] = if e.console_only { &[404] } else { case.expect };
             assert!(
                 expect.contains(&status),
                 "{what}: expected {expect:?}, got {status}: {}",
@@ -429,6 +478,21 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
         "{sent} malformed requests to {} endpoints: {by_status:?}",
         endpoints.len()
     );
+    // Well-formed, the network configuration's bodies get the 409 of a device that manages no
+    // network (and change nothing): the refusals above were about the bodies.
+    for e in endpoints
+        .iter()
+        .filter(|e| e.path.starts_with("/api/v1/config/"))
+    {
+        let a = answer(
+            raw.post(d.url(&e.path))
+                .header("cookie", format!("__Host-mamori-session={cookie}"))
+                .json(&bases[&(e.method.clone(), e.path.clone())])
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}: {}", e.path, a.text);
+    }
     assert_eq!(
         raw.get(d.url("/healthz")).send().unwrap().text().unwrap(),
         "ok"
@@ -454,12 +518,12 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
 fn the_console_recovery_endpoint_refuses_malformed_input() {
     let (d, admin) = setup();
     let doc = admin.get("/api/v1/openapi.json").body;
-    let schema = doc["paths"]["/api/v1/console/recover"]["post"]["requestBody"]["content"]
-        ["application/json"]["schema"]
-        .clone();
+    let op = &doc["paths"]["/api/v1/console/recover"]["post"];
+    let schema = op["requestBody"]["content"]["application/json"]["schema"].clone();
+    let max_body = usize::try_from(op["x-mamori-max-body-bytes"].as_u64().unwrap()).unwrap();
     let before = snapshot(&admin);
     let mut n = 0;
-    for case in cases(&doc, &schema, &json!({"username": TARGET})) {
+    for case in cases(&doc, &schema, &json!({"username": TARGET}), max_body) {
         let mut req = format!(
             "POST /api/v1/console/recover HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\
              Content-Length: {}\r\n",
