@@ -98,6 +98,10 @@ pub struct LabStatus {
     pub links: Vec<LinkStatus>,
     /// Forwarding in the gateway, when its namespace exists.
     pub forwarding: Option<Forwarding>,
+    /// The IPv4 address (`ADDR/PREFIX`) the device's DHCP client leased on the gateway's wan,
+    /// when it holds one ([`wan_lease`]). It and the lease's default route stand for the plan's
+    /// static IPv4 address on the wan and the gateway's IPv4 default route.
+    pub wan_lease: Option<String>,
     /// The device.
     pub device: DeviceStatus,
 }
@@ -156,6 +160,49 @@ fn links_of(
             }
         })
         .collect())
+}
+
+/// The gateway's wan IPv4 lease: a dynamic (finite-lifetime) global IPv4 address on wan0.
+///
+/// The lab sets only permanent addresses; a dynamic IPv4 one there is the device's: with
+/// `dhcp: true` on wan0 its dhcpcd adds the lease's address (and default route, protocol
+/// `dhcp`), and mamori's applier removes the static address it had adopted from the lab.
+/// That pair, and nothing else, is the device's to change by design.
+fn wan_lease(gw: &str) -> Result<Option<String>, LabError> {
+    let v = ip::json(
+        &format!("read the wan's addresses in {gw}"),
+        Some(gw),
+        &["-4", "addr", "show", "dev", ifname::GW_WAN],
+    )?;
+    Ok(v.iter()
+        .flat_map(|l| l["addr_info"].as_array().into_iter().flatten())
+        .filter(|a| a["dynamic"] == true && a["scope"].as_str() == Some("global"))
+        .find_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        }))
+}
+
+/// Whether the gateway has the IPv4 default route of a DHCP lease on its wan.
+fn has_lease_default_route(gw: &str) -> Result<bool, LabError> {
+    let routes = ip::json(
+        &format!("read the wan's routes in {gw}"),
+        Some(gw),
+        &[
+            "-4",
+            "route",
+            "show",
+            "default",
+            "dev",
+            ifname::GW_WAN,
+            "proto",
+            "dhcp",
+        ],
+    )?;
+    Ok(!routes.is_empty())
 }
 
 fn sysctl_on(ns: &str, key: &str) -> Result<bool, LabError> {
@@ -220,6 +267,11 @@ pub fn read(name: &LabName) -> Result<LabStatus, LabError> {
         None
     };
 
+    let has_wan = links
+        .iter()
+        .any(|l| l.namespace == gw && l.ifname == ifname::GW_WAN);
+    let wan_lease = if has_wan { wan_lease(&gw)? } else { None };
+
     let mut missing = Vec::new();
     for ns in namespaces.iter().filter(|n| !n.present) {
         missing.push(format!("namespace {}", ns.name));
@@ -243,7 +295,13 @@ pub fn read(name: &LabName) -> Result<LabStatus, LabError> {
                 if !have.up {
                     missing.push(format!("interface {where_}/{} is down", want.ifname));
                 }
+                let leased = where_ == gw && want.ifname == ifname::GW_WAN && wan_lease.is_some();
                 for a in &want.addrs {
+                    // The lease's address replaces the plan's IPv4 address there (not the
+                    // IPv6 one: the device's DHCP is IPv4 only).
+                    if leased && !a.contains(':') {
+                        continue;
+                    }
                     if !have.addresses.contains(a) {
                         missing.push(format!("address {a} on {where_}/{}", want.ifname));
                     }
@@ -260,7 +318,15 @@ pub fn read(name: &LabName) -> Result<LabStatus, LabError> {
             for r in plan.routes() {
                 let ns = name.netns(r.ns);
                 if existing.contains(&ns) && !has_route(&ns, &r.dst, &r.via.to_string())? {
-                    missing.push(format!("route {} via {} in {ns}", r.dst, r.via));
+                    // The lease's default route, whatever its router, replaces the plan's
+                    // IPv4 default of the gateway.
+                    let by_lease = r.ns == Role::Gw
+                        && r.dst == "0.0.0.0/0"
+                        && wan_lease.is_some()
+                        && has_lease_default_route(&ns)?;
+                    if !by_lease {
+                        missing.push(format!("route {} via {} in {ns}", r.dst, r.via));
+                    }
                 }
             }
         }
@@ -278,6 +344,7 @@ pub fn read(name: &LabName) -> Result<LabStatus, LabError> {
         namespaces,
         links,
         forwarding,
+        wan_lease,
         device,
     };
     if !status.missing.is_empty() {
@@ -316,6 +383,13 @@ impl fmt::Display for LabStatus {
                 "forwarding in the gateway: ipv4 {}, ipv6 {}",
                 on(fw.ipv4),
                 on(fw.ipv6)
+            )?;
+        }
+        if let Some(lease) = &self.wan_lease {
+            writeln!(
+                f,
+                "gateway wan: {lease} leased by the device's DHCP client (in place of the \
+                 plan's static IPv4 address and default route)"
             )?;
         }
         let d = &self.device;
