@@ -647,42 +647,8 @@ fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_
     }
     let mut gw = Gateway::up();
     let admin = gw.admin();
-    let (_, cfg) = gw.running(&admin);
-    let leases = tempfile::tempdir().unwrap();
-    let _server = Dnsmasq::start(&gw.netns(Role::Wan), &leases.path().join("leases"));
-
-    // wan0 by DHCP: no static IPv4 address and no static IPv4 default route (the lease brings
-    // one); IPv6 stays static.
-    let mut dhcp = cfg.clone();
-    for i in dhcp["interfaces"].as_array_mut().unwrap() {
-        if i["name"] == "wan0" {
-            i["dhcp"] = json!(true);
-            i["addresses"] = json!([format!("{GW_WAN_V6}/64")]);
-        }
-    }
-    dhcp["routes"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|r| r["gateway"] != "203.0.113.1");
-    let r = gw.commit(&admin, &dhcp, 0, "wan by dhcp");
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-
-    // A lease from the range, and the default route through the router option.
+    let (_server, lease) = wan_on_dhcp(&gw, &admin);
     let gw_ns = gw.netns(Role::Gw);
-    let mut lease = None;
-    let got = eventually(Duration::from_secs(40), || {
-        let addrs = run_in(
-            &gw_ns,
-            &["ip", "-4", "-o", "address", "show", "dev", "wan0"],
-        );
-        lease = addrs
-            .split_whitespace()
-            .find(|w| w.starts_with("203.0.113.") && w.ends_with("/24"))
-            .map(|w| w.trim_end_matches("/24").to_owned());
-        lease.is_some() && addrs.contains("dynamic")
-    });
-    assert!(got, "no lease:\n{}", gw.addresses_and_routes());
-    let lease = lease.unwrap();
     assert_ne!(lease, GW_WAN, "the static address went");
     let host: u8 = lease.rsplit('.').next().unwrap().parse().unwrap();
     assert!((100..=150).contains(&host), "{lease}");
@@ -796,12 +762,134 @@ fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_
     );
 }
 
+/// Serves DHCP on the wan host and commits wan0 by DHCP: no static IPv4 address and no static
+/// IPv4 default route (the lease brings one); IPv6 stays static. Waits for the lease; returns
+/// the server (keep it while the lease matters) and the leased address.
+fn wan_on_dhcp(gw: &Gateway, admin: &common::Client) -> (Dnsmasq, String) {
+    let (_, cfg) = gw.running(admin);
+    let server = Dnsmasq::start(&gw.netns(Role::Wan));
+    let mut dhcp = cfg.clone();
+    for i in dhcp["interfaces"].as_array_mut().unwrap() {
+        if i["name"] == "wan0" {
+            i["dhcp"] = json!(true);
+            i["addresses"] = json!([format!("{GW_WAN_V6}/64")]);
+        }
+    }
+    dhcp["routes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["gateway"] != "203.0.113.1");
+    let r = gw.commit(admin, &dhcp, 0, "wan by dhcp");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A lease from the range, and the default route through the router option.
+    let gw_ns = gw.netns(Role::Gw);
+    let mut lease = None;
+    let got = eventually(Duration::from_secs(40), || {
+        let addrs = run_in(
+            &gw_ns,
+            &["ip", "-4", "-o", "address", "show", "dev", "wan0"],
+        );
+        lease = addrs
+            .split_whitespace()
+            .find(|w| w.starts_with("203.0.113.") && w.ends_with("/24"))
+            .map(|w| w.trim_end_matches("/24").to_owned());
+        lease.is_some() && addrs.contains("dynamic")
+    });
+    assert!(got, "no lease:\n{}", gw.addresses_and_routes());
+    (server, lease.unwrap())
+}
+
+/// `mamori lab up` on a lab whose gateway took its wan address by DHCP (the device's dhcpcd
+/// replaced the plan's static IPv4 address and default route) reports it up and builds
+/// nothing: the same namespaces, veths and device. A veth deleted by hand is still a
+/// divergence that `up` repairs.
+#[test]
+fn a_second_lab_up_leaves_a_gateway_on_dhcp_alone_and_still_repairs_a_deleted_veth() {
+    let mut gw = Gateway::up();
+    let admin = gw.admin();
+    let (_server, lease) = wan_on_dhcp(&gw, &admin);
+    let status = mamori_lab::Lab::status(&gw.name).unwrap();
+    assert_eq!(status.state, mamori_lab::LabState::Up, "{status}");
+    assert_eq!(status.wan_lease, Some(format!("{lease}/24")));
+    let before = gw.identity();
+
+    // Only the lease's address and route stand in: the wan's IPv6 address, or the lease's
+    // default route, gone by hand, are still missing (each put back after).
+    let gw_ns = gw.netns(Role::Gw);
+    let missing_after = |undo: &[&str], redo: &[&str], what: &str| {
+        run_in(&gw_ns, undo);
+        let status = mamori_lab::Lab::status(&gw.name).unwrap();
+        assert_eq!(status.state, mamori_lab::LabState::Partial, "{status}");
+        assert!(
+            status.missing.iter().any(|m| m.contains(what)),
+            "{:?}",
+            status.missing
+        );
+        run_in(&gw_ns, redo);
+        let status = mamori_lab::Lab::status(&gw.name).unwrap();
+        assert_eq!(status.state, mamori_lab::LabState::Up, "{status}");
+    };
+    let v6 = format!("{GW_WAN_V6}/64");
+    missing_after(
+        &["ip", "addr", "del", &v6, "dev", "wan0"],
+        &["ip", "addr", "replace", &v6, "dev", "wan0", "nodad"],
+        &format!("address {v6}"),
+    );
+    missing_after(
+        &["ip", "-4", "route", "del", "default", "dev", "wan0"],
+        &[
+            "ip",
+            "-4",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "203.0.113.1",
+            "dev",
+            "wan0",
+            "proto",
+            "dhcp",
+        ],
+        "route 0.0.0.0/0",
+    );
+
+    let again = gw.up_again();
+    assert!(!again.built, "rebuilt: {:?}", again.repaired);
+    let device = again.device.unwrap();
+    assert!(!device.started);
+    assert_eq!(device.pid, gw.report.device.as_ref().unwrap().pid);
+    assert_eq!(gw.identity(), before, "namespaces or veths were made again");
+
+    // A real divergence: lan host 2's veth gone (both ends).
+    run_in(&gw_ns, &["ip", "link", "del", "lan0p2"]);
+    let status = mamori_lab::Lab::status(&gw.name).unwrap();
+    assert_eq!(status.state, mamori_lab::LabState::Partial, "{status}");
+    assert!(
+        status.missing.iter().any(|m| m.contains("lan0p2")),
+        "{:?}",
+        status.missing
+    );
+    let repaired = gw.up_again();
+    assert!(repaired.built && !repaired.repaired.is_empty());
+    assert!(repaired.device.unwrap().started);
+    let status = mamori_lab::Lab::status(&gw.name).unwrap();
+    assert_eq!(status.state, mamori_lab::LabState::Up, "{status}");
+    assert_ne!(gw.identity(), before);
+}
+
 /// dnsmasq as the wan's DHCP server (no DNS), in the foreground on the wan host's eth0; killed
 /// on drop.
-struct Dnsmasq(std::process::Child);
+struct Dnsmasq {
+    child: std::process::Child,
+    /// Its lease file's directory, removed after it.
+    _leases: tempfile::TempDir,
+}
 
 impl Dnsmasq {
-    fn start(ns: &str, leases: &std::path::Path) -> Dnsmasq {
+    fn start(ns: &str) -> Dnsmasq {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("leases");
         let child = std::process::Command::new("ip")
             .args(["netns", "exec", ns, "dnsmasq", "--no-daemon"])
             .args([
@@ -819,13 +907,16 @@ impl Dnsmasq {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        Dnsmasq(child)
+        Dnsmasq {
+            child,
+            _leases: dir,
+        }
     }
 }
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -127,6 +127,45 @@ impl Gateway {
         );
     }
 
+    /// `Lab::up` once more for this lab, as `mamori lab up --with-device` run again.
+    pub fn up_again(&self) -> UpReport {
+        Lab::up(&spec(&self.name)).unwrap_or_else(|e| panic!("lab up again: {e}"))
+    }
+
+    /// What a rebuild would change: the inode of each namespace of the lab and the interface
+    /// index of each of its links (the host's end of the management link too).
+    pub fn identity(&self) -> Vec<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        let mut links = |ns: Option<&str>, place: String| {
+            let mut cmd = Command::new("ip");
+            if let Some(ns) = ns {
+                cmd.args(["-n", ns]);
+            }
+            let o = cmd.args(["-j", "link", "show"]).output().unwrap();
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            for l in v.as_array().unwrap() {
+                let name = l["ifname"].as_str().unwrap();
+                if ns.is_some() || name == self.name.host_if() {
+                    out.push((format!("{place}/{name}"), l["ifindex"].as_u64().unwrap()));
+                }
+            }
+        };
+        links(None, "host".into());
+        for role in Role::ALL {
+            let ns = self.netns(role);
+            links(Some(&ns), ns.clone());
+        }
+        for role in Role::ALL {
+            let ns = self.netns(role);
+            let ino = std::fs::metadata(Path::new("/run/netns").join(&ns))
+                .unwrap()
+                .ino();
+            out.push((ns, ino));
+        }
+        out
+    }
+
     /// Starts the device again on the same state directory (the lab stays).
     pub fn restart(&mut self) {
         let mut s = spec(&self.name);
