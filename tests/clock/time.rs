@@ -290,6 +290,21 @@ fn ntp_servers_set_through_the_api_synchronise_and_block_an_unforced_set_time() 
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["chronyd_running"], true, "{}", r.body);
     let started = put_at.elapsed();
+    // Started by the privileged parent, which blocks SIGTERM, SIGINT and SIGCHLD for its
+    // signalfd: chronyd blocks none of them (crates/time/tests/chrony.rs compares its masks
+    // with a clean start in full).
+    let pid = std::fs::read_to_string(d.state.join("chrony/var/chronyd.pid")).unwrap();
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let blocked = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap()
+        .trim();
+    assert_eq!(
+        u64::from_str_radix(blocked, 16).unwrap(),
+        0,
+        "chronyd blocks {blocked}"
+    );
 
     let synced = wait_until(Duration::from_secs(30), || {
         let r = admin.get("/api/v1/time");
