@@ -56,7 +56,7 @@ pub use model::{
     ManagementAccess, Masquerade, Nat, NetworkConfig, Policy, PortForward, PortProto, Protection,
     Proto, Role, Route, Rule, RuleLog, SynLimit, Zone,
 };
-pub use names::{Comment, IfName, NameError, PortRange, Prefix, SetName, ZoneName};
+pub use names::{Comment, IfName, NameError, Named, PortRange, Prefix, SetName, ZoneName};
 pub use nft::{Nft, NftError, NftablesListener, render_check};
 pub use render::{Ruleset, render};
-pub use validate::{ErrorKind, ValidationError, ValidationErrors};
+pub use validate::{ErrorKind, FamilyPart, ValidationError, ValidationErrors};

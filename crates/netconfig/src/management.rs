@@ -27,8 +27,10 @@ pub struct ManagementSession {
 }
 
 /// Why the candidate would cut the session. Each names the configuration value responsible.
+///
+/// Not `#[non_exhaustive]`: the web UI explains every cut in Japanese with an exhaustive
+/// match, so a new one does not compile until it is translated (S3.1-43).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ManagementCut {
     /// The listener's address is no longer on any interface.
     #[error("the listener's address is on no interface (/interfaces)")]

@@ -13,8 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Why a single value was refused (at parsing, before any check across fields).
+///
+/// Not `#[non_exhaustive]`: the web UI words every kind in Japanese with an exhaustive match,
+/// so a new one does not compile until it is translated (S3.1-43).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum NameError {
     /// A comment holds a control character (newline, tab, NUL, …) or is too long.
     #[error("a comment may hold at most {max} bytes of printable text, without control characters")]
@@ -32,9 +34,12 @@ pub enum NameError {
         "a {what} name is 1 to 32 characters: a lower-case letter, then lower-case letters, digits and '_'"
     )]
     Identifier {
-        /// `"zone"` or `"set"`.
-        what: &'static str,
+        /// Whose name.
+        what: Named,
     },
+    /// Not an address or an `address/length` prefix.
+    #[error("not an IP address or prefix (address/length)")]
+    NotAPrefix,
     /// A prefix has bits set beyond its length (`10.0.0.1/8`).
     #[error("prefix {0} has host bits set (did you mean {1}?)")]
     HostBits(IpNet, IpNet),
@@ -44,6 +49,24 @@ pub enum NameError {
     /// Not a port or a `start-end` range.
     #[error("a port is a number, a range is \"start-end\"")]
     PortSyntax,
+}
+
+/// What an identifier names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// A firewall zone.
+    Zone,
+    /// An address set.
+    Set,
+}
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Zone => "zone",
+            Self::Set => "set",
+        })
+    }
 }
 
 /// A Linux interface name: 1–15 bytes (`IFNAMSIZ` - 1), not `.` or `..`, made of ASCII
@@ -83,7 +106,7 @@ impl IfName {
 }
 
 /// Checks a zone or set name: `[a-z][a-z0-9_]{0,31}`.
-fn identifier(text: &str, what: &'static str) -> Result<String, NameError> {
+fn identifier(text: &str, what: Named) -> Result<String, NameError> {
     let mut bytes = text.bytes();
     let ok = text.len() <= 32
         && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
@@ -108,7 +131,7 @@ impl ZoneName {
 
     /// Checks `name` and wraps it.
     pub fn parse(name: &str) -> Result<Self, NameError> {
-        identifier(name, "zone").map(Self)
+        identifier(name, Named::Zone).map(Self)
     }
 
     /// The zone named after a role (`wan`, `lan`, `mgmt`), as the factory configuration names
@@ -142,7 +165,7 @@ pub struct SetName(String);
 impl SetName {
     /// Checks `name` and wraps it.
     pub fn parse(name: &str) -> Result<Self, NameError> {
-        identifier(name, "set").map(Self)
+        identifier(name, Named::Set).map(Self)
     }
 
     /// The name as text.
@@ -219,12 +242,12 @@ impl Prefix {
     }
 
     /// Parses `"addr/len"` (or a bare address, as a /32 or /128).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NameError> {
         let net = text
             .parse::<IpNet>()
             .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|e| e.to_string())?;
-        Self::new(net).map_err(|e| e.to_string())
+            .map_err(|_| NameError::NotAPrefix)?;
+        Self::new(net)
     }
 
     /// The network.
@@ -268,6 +291,18 @@ impl PortRange {
         Self::new(port, port)
     }
 
+    /// Parses a range as JSON writes it in a string: `"start-end"`.
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        let (a, b) = text.split_once('-').ok_or(NameError::PortSyntax)?;
+        let parse = |s: &str| {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(NameError::PortSyntax);
+            }
+            s.parse::<u16>().map_err(|_| NameError::PortRange)
+        };
+        Self::new(parse(a)?, parse(b)?)
+    }
+
     /// The first port.
     pub fn start(&self) -> u16 {
         self.start
@@ -290,16 +325,7 @@ impl TryFrom<PortSpec> for PortRange {
     fn try_from(value: PortSpec) -> Result<Self, Self::Error> {
         match value {
             PortSpec::One(p) => Self::single(p),
-            PortSpec::Range(text) => {
-                let (a, b) = text.split_once('-').ok_or(NameError::PortSyntax)?;
-                let parse = |s: &str| {
-                    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(NameError::PortSyntax);
-                    }
-                    s.parse::<u16>().map_err(|_| NameError::PortRange)
-                };
-                Self::new(parse(a)?, parse(b)?)
-            }
+            PortSpec::Range(text) => Self::parse(&text),
         }
     }
 }

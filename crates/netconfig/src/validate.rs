@@ -31,8 +31,10 @@ pub struct ValidationError {
 
 /// What is wrong with a value. Messages name other values by their JSON pointer, never repeat
 /// free text from the configuration.
+///
+/// Not `#[non_exhaustive]`: the web UI words every kind in Japanese with an exhaustive match,
+/// so a new kind does not compile until it is translated (S3.1-43).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// An address is the unspecified, a loopback or a multicast address.
     #[error("not usable as an interface address")]
@@ -59,9 +61,22 @@ pub enum ErrorKind {
     #[error("an empty address list matches nothing; leave the field out instead")]
     EmptyPrefixList,
     /// The families of a rule's parts disagree (an IPv4 set in an IPv6 rule, ICMP with IPv6
-    /// addresses, …).
-    #[error("family mismatch: {0}")]
-    FamilyMismatch(String),
+    /// addresses, …), or of a port forward's source and internal address.
+    #[error(
+        "family mismatch: {part} is {} but {other} is {}",
+        .family.as_str(),
+        .other_family.as_str()
+    )]
+    FamilyMismatch {
+        /// The part at fault (the problem's path points at it).
+        part: FamilyPart,
+        /// Its family.
+        family: Family,
+        /// The part it disagrees with.
+        other: FamilyPart,
+        /// That part's family.
+        other_family: Family,
+    },
     /// A port forward whose internal address is the gateway's own.
     #[error("port forward to the gateway's own address")]
     ForwardToDevice,
@@ -134,6 +149,39 @@ pub enum ErrorKind {
     /// An address is used twice on the device.
     #[error("the address is also at {0}")]
     DuplicateAddress(String),
+}
+
+/// A part of a rule or a port forward that implies an address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyPart {
+    /// A rule's own `family`.
+    RuleFamily,
+    /// A rule's `proto: icmp`.
+    Icmp,
+    /// A rule's `proto: icmpv6`.
+    Icmpv6,
+    /// A named set a rule matches (`source.set`, `destination.set`).
+    Set,
+    /// A prefix list a rule matches (`source.prefixes`, `destination.prefixes`).
+    Prefixes,
+    /// A port forward's `source`.
+    Source,
+    /// A port forward's `internal_address`.
+    InternalAddress,
+}
+
+impl std::fmt::Display for FamilyPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RuleFamily => "the rule's family",
+            Self::Icmp => "icmp",
+            Self::Icmpv6 => "icmpv6",
+            Self::Set => "set",
+            Self::Prefixes => "prefixes",
+            Self::Source => "source",
+            Self::InternalAddress => "internal_address",
+        })
+    }
 }
 
 /// Every problem found, in the order of the configuration.
@@ -471,24 +519,28 @@ fn rules(c: &mut Check<'_>) {
             );
         }
         // Every part that implies a family must imply the same one.
-        let mut parts: Vec<(String, Family, &'static str)> = Vec::new();
+        let mut parts: Vec<(String, Family, FamilyPart)> = Vec::new();
         if let Some(f) = rule.family {
-            parts.push((format!("{path}/family"), f, "the rule's family"));
+            parts.push((format!("{path}/family"), f, FamilyPart::RuleFamily));
         }
         match rule.proto {
-            Some(Proto::Icmp) => parts.push((format!("{path}/proto"), Family::Ipv4, "icmp")),
-            Some(Proto::Icmpv6) => parts.push((format!("{path}/proto"), Family::Ipv6, "icmpv6")),
+            Some(Proto::Icmp) => {
+                parts.push((format!("{path}/proto"), Family::Ipv4, FamilyPart::Icmp));
+            }
+            Some(Proto::Icmpv6) => {
+                parts.push((format!("{path}/proto"), Family::Ipv6, FamilyPart::Icmpv6));
+            }
             _ => {}
         }
         for (field, m) in [("source", &rule.source), ("destination", &rule.destination)] {
             if let Some(m) = m
                 && let Some(f) = match_family(c, format!("{path}/{field}"), m)
             {
-                let what = match m {
-                    AddressMatch::Set(_) => "set",
-                    AddressMatch::Prefixes(_) => "prefixes",
+                let (what, part) = match m {
+                    AddressMatch::Set(_) => ("set", FamilyPart::Set),
+                    AddressMatch::Prefixes(_) => ("prefixes", FamilyPart::Prefixes),
                 };
-                parts.push((format!("{path}/{field}/{what}"), f, what));
+                parts.push((format!("{path}/{field}/{what}"), f, part));
             }
         }
         if let Some((_, first, first_what)) = parts.first().cloned() {
@@ -496,11 +548,12 @@ fn rules(c: &mut Check<'_>) {
                 if *f != first {
                     c.err(
                         p.clone(),
-                        ErrorKind::FamilyMismatch(format!(
-                            "{what} is {} but {first_what} is {}",
-                            f.as_str(),
-                            first.as_str()
-                        )),
+                        ErrorKind::FamilyMismatch {
+                            part: *what,
+                            family: *f,
+                            other: first_what,
+                            other_family: first,
+                        },
                     );
                 }
             }
@@ -546,11 +599,12 @@ fn nat(c: &mut Check<'_>) {
         {
             c.err(
                 format!("{path}/source"),
-                ErrorKind::FamilyMismatch(format!(
-                    "source is {} but internal_address is {}",
-                    Family::of_net(src.net()).as_str(),
-                    Family::of(target).as_str()
-                )),
+                ErrorKind::FamilyMismatch {
+                    part: FamilyPart::Source,
+                    family: Family::of_net(src.net()),
+                    other: FamilyPart::InternalAddress,
+                    other_family: Family::of(target),
+                },
             );
         }
     }

@@ -183,10 +183,15 @@ fn a_port_forward_to_nowhere_is_refused() {
     let mut fwd = forward("fd00:1::10");
     fwd.source = Some(prefix("198.51.100.0/24"));
     cfg.nat.port_forwards.push(fwd);
+    let found = errors(&cfg);
     assert!(matches!(
-        &errors(&cfg)[..],
-        [(p, ErrorKind::FamilyMismatch(_))] if p == "/nat/port_forwards/0/source"
+        &found[..],
+        [(p, ErrorKind::FamilyMismatch { .. })] if p == "/nat/port_forwards/0/source"
     ));
+    assert_eq!(
+        found[0].1.to_string(),
+        "family mismatch: source is ipv4 but internal_address is ipv6"
+    );
 }
 
 #[test]
@@ -263,10 +268,16 @@ fn family_mismatches_are_refused() {
     rule.family = Some(Family::Ipv6);
     rule.source = Some(AddressMatch::Set(SetName::parse("bad4").unwrap()));
     cfg.firewall.rules.push(rule);
+    let found = errors(&cfg);
     assert!(matches!(
-        &errors(&cfg)[..],
-        [(p, ErrorKind::FamilyMismatch(_))] if p == "/firewall/rules/0/source/set"
+        &found[..],
+        [(p, ErrorKind::FamilyMismatch { .. })] if p == "/firewall/rules/0/source/set"
     ));
+    // The API's words for it (the kind is typed; its message is unchanged).
+    assert_eq!(
+        found[0].1.to_string(),
+        "family mismatch: set is ipv4 but the rule's family is ipv6"
+    );
     let mut cfg = factory();
     let mut rule = Rule::new(zone("lan"), zone("wan"), Action::Accept);
     rule.proto = Some(Proto::Icmp);
@@ -274,7 +285,7 @@ fn family_mismatches_are_refused() {
     cfg.firewall.rules.push(rule);
     assert!(matches!(
         &errors(&cfg)[..],
-        [(p, ErrorKind::FamilyMismatch(_))] if p == "/firewall/rules/0/destination/prefixes"
+        [(p, ErrorKind::FamilyMismatch { .. })] if p == "/firewall/rules/0/destination/prefixes"
     ));
     let mut cfg = factory();
     let mut rule = Rule::new(zone("lan"), zone("wan"), Action::Accept);
