@@ -36,7 +36,7 @@ use time::OffsetDateTime;
 pub use boot::BootNote;
 pub use types::{
     Apply, ApplyError, ApplyFailure, Channel, CommitMeta, ConfigError, Outcome, PendingMarker,
-    Refusal, RevertReason, Revision, RevisionInfo, Step,
+    Refusal, RevertReason, Revision, RevisionInfo, RevisionNote, Step,
 };
 
 /// The fewest revisions kept (the issue asks for at least 100).
@@ -132,6 +132,7 @@ impl Configs {
                 time: OffsetDateTime::now_utc(),
                 comment: "rescue configuration (factory defaults for this device's interfaces)"
                     .to_string(),
+                note: Some(RevisionNote::Rescue),
             };
             match tx.get::<State>(Table::ConfigState, STATE_KEY)? {
                 None => {
@@ -223,10 +224,12 @@ impl Configs {
         apply: &dyn Apply,
     ) -> Result<Outcome, ConfigError> {
         let old = self.get(id)?;
+        let mut note = None;
         if meta.comment.is_empty() {
             meta.comment = format!("rollback to r{id}");
+            note = Some(RevisionNote::RollbackTo { revision: id });
         }
-        self.commit(old.config, meta, confirm, apply)
+        self.commit_noted(old.config, meta, note, confirm, apply)
     }
 
     /// Commits `candidate`.
@@ -242,6 +245,18 @@ impl Configs {
         &self,
         candidate: NetworkConfig,
         meta: CommitMeta,
+        confirm: Option<Duration>,
+        apply: &dyn Apply,
+    ) -> Result<Outcome, ConfigError> {
+        self.commit_noted(candidate, meta, None, confirm, apply)
+    }
+
+    /// [`Configs::commit`], with the note the new revision gets.
+    fn commit_noted(
+        &self,
+        candidate: NetworkConfig,
+        meta: CommitMeta,
+        note: Option<RevisionNote>,
         confirm: Option<Duration>,
         apply: &dyn Apply,
     ) -> Result<Outcome, ConfigError> {
@@ -290,6 +305,7 @@ impl Configs {
                 channel: meta.channel,
                 time: now,
                 comment: meta.comment.clone(),
+                note: note.clone(),
             };
             let id = record(tx, &mut state, info, &candidate)?;
             let marker = PendingMarker {
@@ -555,6 +571,11 @@ impl Configs {
                 channel,
                 time: now,
                 comment,
+                note: Some(RevisionNote::Revert {
+                    from: marker.new_revision,
+                    to: restored.info.id,
+                    reason: reason.clone(),
+                }),
             };
             let id = record(tx, &mut state, info, &restored.config)?;
             state.running = id;

@@ -82,6 +82,34 @@ pub struct RevisionInfo {
     pub time: OffsetDateTime,
     /// The comment.
     pub comment: String,
+    /// What the device recorded this revision for, when it described it itself (the comment
+    /// says the same in English, for the API and the CLI); `None` for a revision someone
+    /// committed with a comment, and for revisions stored before notes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<RevisionNote>,
+}
+
+/// A revision the device described itself, typed so that the web UI can say it in its
+/// reader's language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionNote {
+    /// The rescue configuration: the factory defaults for this device's interfaces.
+    Rescue,
+    /// A rollback to `revision`, committed without a comment.
+    RollbackTo {
+        /// The revision rolled back to.
+        revision: u64,
+    },
+    /// The device went back from revision `from` to `to` by itself.
+    Revert {
+        /// The revision that was tried.
+        from: u64,
+        /// The revision whose configuration runs again.
+        to: u64,
+        /// Why.
+        reason: RevertReason,
+    },
 }
 
 /// One committed configuration.
@@ -156,7 +184,7 @@ impl fmt::Display for Step {
 }
 
 /// An error of the privileged side: what failed, in its words.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{0}")]
 pub struct ApplyError(pub String);
 
@@ -199,8 +227,11 @@ pub enum ApplyFailure {
 }
 
 /// Why a candidate was refused before anything was written or applied.
+///
+/// This enum, [`RevertReason`] and [`ConfigError`] are not `#[non_exhaustive]`: the web UI
+/// words each of them in Japanese with an exhaustive match, so a new variant does not compile
+/// until it is translated (S3.1-43).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum Refusal {
     /// Another commit waits for confirmation.
     #[error("revision {revision} waits for confirmation")]
@@ -220,8 +251,8 @@ pub enum Refusal {
 }
 
 /// Why a commit was reverted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RevertReason {
     /// Loading the candidate failed; the previous revision was loaded again.
     ApplyFailed(ApplyError),
@@ -230,6 +261,7 @@ pub enum RevertReason {
     /// The confirm window ran out.
     Timeout {
         /// The deadline (UTC).
+        #[serde(with = "time::serde::rfc3339")]
         deadline: OffsetDateTime,
     },
     /// A marker survived a restart of mamori.
@@ -238,6 +270,7 @@ pub enum RevertReason {
         /// crash); `Some(false)`: the device rebooted (power cut); `None`: unknown.
         same_boot: Option<bool>,
         /// The deadline it had (`None`: a commit without a window, cut short while applied).
+        #[serde(with = "time::serde::rfc3339::option")]
         deadline: Option<OffsetDateTime>,
     },
     /// A marker left by an undo whose own apply failed.
@@ -308,7 +341,6 @@ pub enum Outcome {
 
 /// Errors of the history itself (the pipeline's refusals are [`Outcome::Refused`]).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     /// The store failed.
     #[error(transparent)]
@@ -349,4 +381,48 @@ pub enum ConfigError {
     /// The stored state is missing or inconsistent.
     #[error("configuration store: {0}")]
     Corrupt(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_stored_before_notes_still_load_and_notes_round_trip() {
+        let old = r#"{"id":3,"author":"mamori","channel":"timeout","time":"2026-12-06T05:40:18Z","comment":"revert r2 to r1: not confirmed before the deadline"}"#;
+        let info: RevisionInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(info.note, None);
+        assert!(!serde_json::to_string(&info).unwrap().contains("note"));
+        let deadline = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for note in [
+            RevisionNote::Rescue,
+            RevisionNote::RollbackTo { revision: 2 },
+            RevisionNote::Revert {
+                from: 2,
+                to: 1,
+                reason: RevertReason::Timeout { deadline },
+            },
+            RevisionNote::Revert {
+                from: 2,
+                to: 1,
+                reason: RevertReason::Restart {
+                    same_boot: Some(false),
+                    deadline: None,
+                },
+            },
+            RevisionNote::Revert {
+                from: 2,
+                to: 1,
+                reason: RevertReason::ApplyFailed(ApplyError("nft: no".into())),
+            },
+        ] {
+            let info = RevisionInfo {
+                note: Some(note.clone()),
+                ..info.clone()
+            };
+            let text = serde_json::to_string(&info).unwrap();
+            let back: RevisionInfo = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.note, Some(note), "{text}");
+        }
+    }
 }

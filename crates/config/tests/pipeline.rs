@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use mamori_config::{
     CONFIRM_WINDOW_API, CONFIRM_WINDOW_UI, Channel, ConfigError, Configs, Options, Outcome,
-    Refusal, RevertReason, Step,
+    Refusal, RevertReason, RevisionNote, Step,
 };
 use mamori_netconfig::{Action, ManagementSession, NetworkConfig, Rule, ZoneName};
 
@@ -173,6 +173,22 @@ fn the_deadline_reverts_in_place_and_records_a_timeout_revision() {
     assert_eq!(r.kernel().unwrap(), json(&with_rules(1)));
     let last = c.history().unwrap().pop().unwrap();
     assert_eq!((last.id, last.channel), (rec, Channel::Timeout));
+    // The revert's note says the same as its comment, typed (the web UI words it).
+    assert_eq!(
+        last.comment,
+        format!("revert r{revision} to r{previous}: not confirmed before the deadline")
+    );
+    assert!(
+        matches!(
+            last.note,
+            Some(RevisionNote::Revert { from, to, reason: RevertReason::Timeout { deadline: d } })
+                if (from, to, d) == (revision, previous, deadline)
+        ),
+        "{:?}",
+        last.note
+    );
+    assert_eq!(c.get(1).unwrap().info.note, Some(RevisionNote::Rescue));
+    assert_eq!(c.get(revision).unwrap().info.note, None);
     // The tried revision stays in the history.
     assert_eq!(json(&c.get(revision).unwrap().config), json(&with_rules(4)));
     assert!(c.pending().unwrap().is_none());
@@ -387,6 +403,10 @@ fn rollback_restores_revision_n_byte_for_byte() {
     assert_eq!(revision, 5);
     let rolled = c.get(revision).unwrap();
     assert_eq!(rolled.info.comment, "rollback to r2");
+    assert_eq!(
+        rolled.info.note,
+        Some(RevisionNote::RollbackTo { revision: 2 })
+    );
     assert_eq!(json(&rolled.config), n_json);
     assert_eq!(r.kernel().unwrap(), n_json);
     // The stored value itself, as serialized JSON.

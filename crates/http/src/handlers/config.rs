@@ -476,7 +476,6 @@ fn reason_code(r: &RevertReason) -> &'static str {
         RevertReason::Timeout { .. } => "not_confirmed",
         RevertReason::Restart { .. } => "restart",
         RevertReason::Interrupted => "interrupted",
-        _ => "other",
     }
 }
 
