@@ -28,7 +28,7 @@ pub mod sessions;
 pub mod settings;
 pub mod throttle;
 
-pub use error::AuthError;
+pub use error::{AuthError, Confirmation, Conflict, Invalid};
 pub use service::{AuthService, DeviceFacts, Origin, Principal, SecondFactor, Via};
 
 /// Alphabet for generated passwords and recovery codes: no 0/O/o, 1/l/I/i, to be read off a

@@ -14,7 +14,7 @@ use serde_json::json;
 use webauthn_rs_core::WebauthnCore;
 use webauthn_rs_core::proto::AuthenticationState;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, Confirmation, Conflict, Invalid};
 use crate::model::{Channel, Permission, Role, SecurityKeyRecord, Totp, User, Username};
 use crate::sessions::{Restriction, Session, Sessions, expiry, secret_hash};
 use crate::settings::{AccessPolicy, AuthSettings};
@@ -451,7 +451,8 @@ impl AuthService {
 
     /// Replaces the authentication settings.
     pub fn set_settings(&self, p: &Principal, new: AuthSettings) -> Result<(), AuthError> {
-        new.validate().map_err(AuthError::InvalidRequest)?;
+        new.validate()
+            .map_err(|e| AuthError::InvalidRequest(Invalid::Settings(e)))?;
         let webauthn = webauthn::relying_party(&new)?;
         let old = self.settings();
         self.store
@@ -474,13 +475,12 @@ impl AuthService {
         new: AccessPolicy,
         confirm: bool,
     ) -> Result<(), AuthError> {
-        new.validate().map_err(AuthError::InvalidRequest)?;
+        new.validate()
+            .map_err(|e| AuthError::InvalidRequest(Invalid::Access(e)))?;
         if let Some(addr) = p.origin.source.filter(|a| !new.allows(*a) && !confirm) {
-            return Err(AuthError::ConfirmationRequired(format!(
-                "this allowlist does not include your address {}; your session would be cut off. \
-                 Resend with \"confirm\": true to apply it anyway",
-                crate::settings::canonical(addr)
-            )));
+            return Err(AuthError::ConfirmationRequired(
+                Confirmation::AllowlistExcludesCaller(crate::settings::canonical(addr)),
+            ));
         }
         let old = self.access();
         self.store

@@ -66,15 +66,19 @@ impl Default for AuthSettings {
 
 impl AuthSettings {
     /// Checks every field against its range and the fields against each other.
-    pub fn validate(&self) -> Result<(), String> {
-        fn range<T: PartialOrd + std::fmt::Display>(
-            name: &str,
+    pub fn validate(&self) -> Result<(), SettingsProblem> {
+        fn range<T: PartialOrd + Into<u64>>(
+            name: &'static str,
             v: T,
             lo: T,
             hi: T,
-        ) -> Result<(), String> {
+        ) -> Result<(), SettingsProblem> {
             if v < lo || v > hi {
-                return Err(format!("{name} must be between {lo} and {hi}"));
+                return Err(SettingsProblem::OutOfRange {
+                    name,
+                    lo: lo.into(),
+                    hi: hi.into(),
+                });
             }
             Ok(())
         }
@@ -82,7 +86,12 @@ impl AuthSettings {
         range("lockout_base_seconds", self.lockout_base_seconds, 10, 86400)?;
         range("lockout_max_seconds", self.lockout_max_seconds, 10, 86400)?;
         range("source_threshold", self.source_threshold, 1, 1000)?;
-        range("password_min_length", self.password_min_length, 8, 64)?;
+        range(
+            "password_min_length",
+            u64::try_from(self.password_min_length).unwrap_or(u64::MAX),
+            8,
+            64,
+        )?;
         range("idle_timeout_seconds", self.idle_timeout_seconds, 10, 3600)?;
         range(
             "absolute_timeout_seconds",
@@ -91,41 +100,88 @@ impl AuthSettings {
             86400,
         )?;
         if self.lockout_max_seconds < self.lockout_base_seconds {
-            return Err("lockout_max_seconds must not be below lockout_base_seconds".into());
+            return Err(SettingsProblem::LockoutMaxBelowBase);
         }
         if self.absolute_timeout_seconds < self.idle_timeout_seconds {
-            return Err("absolute_timeout_seconds must not be below idle_timeout_seconds".into());
+            return Err(SettingsProblem::AbsoluteBelowIdle);
         }
         let mut roles = self.mfa_required_roles.clone();
         roles.sort_by_key(|r| r.as_str());
         roles.dedup();
         if roles.len() != self.mfa_required_roles.len() {
-            return Err("mfa_required_roles lists a role twice".into());
+            return Err(SettingsProblem::RoleTwice);
         }
-        check_rp_id(&self.webauthn_rp_id)
-            .map_err(|why| format!("webauthn_rp_id must be a DNS name: {why}"))
+        check_rp_id(&self.webauthn_rp_id).map_err(SettingsProblem::RpId)
     }
+}
+
+/// Why settings were refused. The `Display` is the API's message; the web UI words each in its
+/// reader's language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsProblem {
+    /// A number outside its documented range.
+    #[error("{name} must be between {lo} and {hi}")]
+    OutOfRange {
+        /// The field.
+        name: &'static str,
+        /// The least value allowed.
+        lo: u64,
+        /// The greatest value allowed.
+        hi: u64,
+    },
+    /// The longest lock is shorter than the first.
+    #[error("lockout_max_seconds must not be below lockout_base_seconds")]
+    LockoutMaxBelowBase,
+    /// The session lifetime is shorter than the idle timeout.
+    #[error("absolute_timeout_seconds must not be below idle_timeout_seconds")]
+    AbsoluteBelowIdle,
+    /// `mfa_required_roles` names a role twice.
+    #[error("mfa_required_roles lists a role twice")]
+    RoleTwice,
+    /// The WebAuthn relying-party id is not a DNS name browsers accept.
+    #[error("webauthn_rp_id must be a DNS name: {0}")]
+    RpId(RpIdProblem),
+}
+
+/// What keeps a WebAuthn RP id from being a DNS name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RpIdProblem {
+    /// Empty or longer than 253 characters.
+    #[error("1 to 253 characters")]
+    Length,
+    /// A character other than lowercase letters, digits, '-' and '.'.
+    #[error("only lowercase letters, digits, '-' and '.' (no port, no scheme)")]
+    Characters,
+    /// An empty label, or one longer than 63 characters.
+    #[error("each label between dots has 1 to 63 characters")]
+    LabelLength,
+    /// A label that starts or ends with '-'.
+    #[error("a label does not start or end with '-'")]
+    LabelHyphen,
+    /// An IP address, which browsers refuse for WebAuthn.
+    #[error("not an IP address")]
+    IpAddress,
 }
 
 /// A WebAuthn RP id must be a host name that browsers accept as one: lowercase letters, digits,
 /// '-' and '.', labels of 1–63 characters, at most 253 in all, and no IP address (browsers
 /// refuse WebAuthn on IP origins), so no port either.
-fn check_rp_id(id: &str) -> Result<(), &'static str> {
+fn check_rp_id(id: &str) -> Result<(), RpIdProblem> {
     if id.is_empty() || id.len() > 253 {
-        return Err("1 to 253 characters");
+        return Err(RpIdProblem::Length);
     }
     if !id
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     {
-        return Err("only lowercase letters, digits, '-' and '.' (no port, no scheme)");
+        return Err(RpIdProblem::Characters);
     }
     for label in id.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err("each label between dots has 1 to 63 characters");
+            return Err(RpIdProblem::LabelLength);
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err("a label does not start or end with '-'");
+            return Err(RpIdProblem::LabelHyphen);
         }
     }
     // Browsers read "192.168.1.1", and also shorthands such as "127.1", as IPv4 addresses; a
@@ -136,7 +192,7 @@ fn check_rp_id(id: &str) -> Result<(), &'static str> {
             .next()
             .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err("not an IP address");
+        return Err(RpIdProblem::IpAddress);
     }
     Ok(())
 }
@@ -156,16 +212,16 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Checks sizes and that every trusted network is allowed to connect.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.allow.len() > 64 || self.trusted.len() > 64 {
-            return Err("at most 64 entries per list".into());
+    pub fn validate(&self) -> Result<(), AccessProblem> {
+        if self.allow.len() > MAX_ACCESS_ENTRIES || self.trusted.len() > MAX_ACCESS_ENTRIES {
+            return Err(AccessProblem::TooMany {
+                max: MAX_ACCESS_ENTRIES,
+            });
         }
         if !self.allow.is_empty() {
             for t in &self.trusted {
                 if !self.allow.iter().any(|a| a.contains(t)) {
-                    return Err(format!(
-                        "trusted network {t} is not inside any allowed network"
-                    ));
+                    return Err(AccessProblem::TrustedNotAllowed(*t));
                 }
             }
         }
@@ -183,6 +239,24 @@ impl AccessPolicy {
         let addr = canonical(addr);
         self.trusted.iter().any(|n| n.contains(&addr))
     }
+}
+
+/// The most entries of each list of an [`AccessPolicy`].
+pub const MAX_ACCESS_ENTRIES: usize = 64;
+
+/// Why an access policy was refused. The `Display` is the API's message; the web UI words each
+/// in its reader's language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessProblem {
+    /// A list is too long.
+    #[error("at most {max} entries per list")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// A trusted station outside every allowed network.
+    #[error("trusted network {0} is not inside any allowed network")]
+    TrustedNotAllowed(IpNet),
 }
 
 /// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to IPv4 so one rule covers both forms.

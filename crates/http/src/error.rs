@@ -42,6 +42,11 @@ pub enum ApiError {
     /// Too many password checks in flight; try again.
     #[error("the device is busy; try again")]
     Busy,
+    /// The request conflicts with the state of a part outside the authentication service (the
+    /// network configuration, the clock), in that part's words. Answered as the service's
+    /// conflicts are (409, `conflict`).
+    #[error("{0}")]
+    Conflict(String),
     /// Something inside failed.
     #[error("internal error")]
     Internal(String),
@@ -62,6 +67,7 @@ impl ApiError {
             ApiError::ConsoleOnly => (StatusCode::FORBIDDEN, "console_only"),
             ApiError::SourceNotAllowed => (StatusCode::FORBIDDEN, "source_not_allowed"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Auth(e) => match e {
                 A::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -79,7 +85,6 @@ impl ApiError {
                 A::PasswordRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_rejected"),
                 A::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
                 A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
     }

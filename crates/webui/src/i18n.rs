@@ -4,7 +4,8 @@
 //! a text missing in one language is a compile error, not a blank on the screen (S3.1-43).
 
 use axum::http::{HeaderMap, header};
-use mamori_auth::AuthError;
+use mamori_auth::settings::{AccessProblem, RpIdProblem, SettingsProblem};
+use mamori_auth::{AuthError, Confirmation, Conflict, Invalid};
 use mamori_http::error::ApiError;
 
 /// Cookie that remembers the chosen language. Not a secret; `__Host-` keeps it ours.
@@ -160,66 +161,18 @@ impl Lang {
 }
 
 /// A refusal in the user's language. Messages come from the service's decision, never from
-/// the input: nothing the user typed is echoed back through an error.
+/// the input: nothing the user typed is echoed back through an error. Every error and reason is
+/// matched exhaustively, so a new one does not compile until it has words here (S3.1-43).
 pub fn error_message(lang: Lang, e: &ApiError) -> String {
-    use AuthError as A;
-    let ja = lang == Lang::Ja;
-    let text = |en: &str, jp: &str| if ja { jp.to_string() } else { en.to_string() };
+    let text = |en: &str, ja: &str| lang.pick(en, ja).to_string();
+    let generic = || {
+        text(
+            "The request could not be completed.",
+            "要求を完了できませんでした。",
+        )
+    };
     match e {
-        ApiError::Auth(a) => match a {
-            A::AuthenticationFailed => text(
-                "The username or password is wrong.",
-                "ユーザー名またはパスワードが違います。",
-            ),
-            A::MfaRequired => text(
-                "The second factor is missing or wrong.",
-                "二要素認証のコードまたはセキュリティキーが確認できませんでした。",
-            ),
-            A::Unauthenticated => text(
-                "Your session has ended. Please log in again.",
-                "セッションが終了しました。もう一度ログインしてください。",
-            ),
-            A::Forbidden => text(
-                "Your role does not allow this.",
-                "このロールではこの操作はできません。",
-            ),
-            A::TooManyAttempts { retry_after } => {
-                if ja {
-                    format!(
-                        "このアドレスからの失敗が多すぎます。{retry_after} 秒後に再試行してください。"
-                    )
-                } else {
-                    format!(
-                        "Too many failed attempts from this address. Try again in {retry_after} s."
-                    )
-                }
-            }
-            A::PasswordRejected(r) => {
-                if ja {
-                    format!("このパスワードは使えません: {}", r.reason_ja)
-                } else {
-                    format!("This password cannot be used: it {}", r.reason)
-                }
-            }
-            A::ReauthRequired => text(
-                "Confirm your password to continue.",
-                "続行するにはパスワードを再入力してください。",
-            ),
-            A::NotFound(_) => text("Not found.", "見つかりません。"),
-            // The service's own words for these are written for people, in English; the
-            // Japanese side gets the same meaning in general terms.
-            A::InvalidRequest(m) | A::Conflict(m) | A::ConfirmationRequired(m) => {
-                if ja {
-                    format!("入力を確認してください ({m})")
-                } else {
-                    m.clone()
-                }
-            }
-            _ => text(
-                "The request could not be completed.",
-                "要求を完了できませんでした。",
-            ),
-        },
+        ApiError::Auth(a) => auth_message(lang, a),
         ApiError::SourceNotAllowed => text(
             "This address may not use the management service.",
             "このアドレスからは管理機能を利用できません。",
@@ -229,9 +182,200 @@ pub fn error_message(lang: Lang, e: &ApiError) -> String {
             "機器が混み合っています。しばらくしてから再試行してください。",
         ),
         ApiError::BodyTooLarge => text("The form is too large.", "フォームが大きすぎます。"),
-        _ => text(
+        ApiError::BodyTimeout => text(
+            "The form did not arrive in time. Try again.",
+            "フォームの受信が時間内に完了しませんでした。もう一度送信してください。",
+        ),
+        ApiError::NotFound => text("Not found.", "見つかりません。"),
+        ApiError::ConsoleOnly => text(
+            "This is available on the local console only.",
+            "この操作はローカルコンソールでのみ行えます。",
+        ),
+        ApiError::Conflict(_) => text(
+            "The device's current state does not allow this.",
+            "機器の現在の状態では、この操作は行えません。",
+        ),
+        // The form's own problems are told on its page; these are what a form never causes
+        // (a bad body, a wrong method or type) or what the log keeps (an internal error).
+        ApiError::BadRequest(_)
+        | ApiError::UnsupportedMediaType
+        | ApiError::MethodNotAllowed
+        | ApiError::Internal(_) => generic(),
+    }
+}
+
+fn auth_message(lang: Lang, a: &AuthError) -> String {
+    use AuthError as A;
+    let ja = lang == Lang::Ja;
+    let text = |en: &str, jp: &str| lang.pick(en, jp).to_string();
+    match a {
+        A::AuthenticationFailed => text(
+            "The username or password is wrong.",
+            "ユーザー名またはパスワードが違います。",
+        ),
+        A::MfaRequired => text(
+            "The second factor is missing or wrong.",
+            "二要素認証のコードまたはセキュリティキーが確認できませんでした。",
+        ),
+        A::Unauthenticated => text(
+            "Your session has ended. Please log in again.",
+            "セッションが終了しました。もう一度ログインしてください。",
+        ),
+        A::Forbidden => text(
+            "Your role does not allow this.",
+            "このロールではこの操作はできません。",
+        ),
+        A::PasswordChangeRequired => text(
+            "Set a new password first.",
+            "先に新しいパスワードを設定してください。",
+        ),
+        A::MfaEnrollmentRequired => text(
+            "Your role requires a second factor. Set one up first.",
+            "このロールでは二要素認証が必須です。先に設定してください。",
+        ),
+        A::TokenNotAllowed => text(
+            "API tokens cannot do this; use an interactive session.",
+            "API トークンではこの操作はできません。ログインして操作してください。",
+        ),
+        A::TooManyAttempts { retry_after } => {
+            if ja {
+                format!(
+                    "このアドレスからの失敗が多すぎます。{retry_after} 秒後に再試行してください。"
+                )
+            } else {
+                format!("Too many failed attempts from this address. Try again in {retry_after} s.")
+            }
+        }
+        A::PasswordRejected(r) => {
+            if ja {
+                format!("このパスワードは使えません: {}", r.reason_ja)
+            } else {
+                format!("This password cannot be used: it {}", r.reason)
+            }
+        }
+        A::ReauthRequired => text(
+            "Confirm your password to continue.",
+            "続行するにはパスワードを再入力してください。",
+        ),
+        A::NotFound(_) => text("Not found.", "見つかりません。"),
+        A::InvalidRequest(i) => sentence(lang, i.to_string(), || invalid_ja(i)),
+        A::Conflict(c) => sentence(lang, c.to_string(), || conflict_ja(c)),
+        A::ConfirmationRequired(c) => sentence(lang, c.to_string(), || match c {
+            Confirmation::AllowlistExcludesCaller(addr) => format!(
+                "新しい許可リストには、あなたのアドレス {addr} が含まれていません。適用するとこのセッションは切断されます。"
+            ),
+        }),
+        A::Internal(_) => text(
             "The request could not be completed.",
             "要求を完了できませんでした。",
+        ),
+    }
+}
+
+/// The service's English words as a sentence (they are written for the API: lower case, no
+/// full stop), or the Japanese words.
+fn sentence(lang: Lang, en: String, ja: impl FnOnce() -> String) -> String {
+    match lang {
+        Lang::Ja => ja(),
+        Lang::En => {
+            let mut c = en.chars();
+            let mut s: String = c
+                .next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default();
+            if !s.ends_with('.') {
+                s.push('.');
+            }
+            s
+        }
+    }
+}
+
+fn invalid_ja(i: &Invalid) -> String {
+    match i {
+        Invalid::SamePassword => {
+            "新しいパスワードは、現在のパスワードと異なるものにしてください。".into()
+        }
+        Invalid::KeyName => "キーの名前は 1〜64 文字で、制御文字は使えません。".into(),
+        Invalid::KeyAnswerMalformed => {
+            "セキュリティキーの応答を読み取れませんでした。もう一度やり直してください。".into()
+        }
+        Invalid::KeyAlgorithm => {
+            "受け付けるのは ES256 (ECDSA P-256) のセキュリティキーだけです。".into()
+        }
+        Invalid::KeyAlgorithmOrTaken => "このセキュリティキーは登録できません。受け付けるのは ES256 (ECDSA P-256) のキーだけで、同じキーを 2 回登録することもできません。".into(),
+        Invalid::KeyOrigin { rp_id } => format!(
+            "応答がこの登録のものではありません。画面を https://{rp_id} で開き、最初からやり直してください。"
+        ),
+        Invalid::KeyRefused => "セキュリティキーの応答を受け付けられませんでした。".into(),
+        Invalid::TokenDays => "有効期間は 1〜365 日で指定してください。".into(),
+        Invalid::TotpCode => "コードが一致しません。機器の時刻を確認し、次のコードで再試行してください。".into(),
+        Invalid::NoKeyChallenge => {
+            "セキュリティキーの確認が開始されていません。最初からやり直してください。".into()
+        }
+        Invalid::Settings(p) => match p {
+            SettingsProblem::OutOfRange { name, lo, hi } => {
+                format!("{name} は {lo}〜{hi} の範囲で指定してください。")
+            }
+            SettingsProblem::LockoutMaxBelowBase => {
+                "lockout_max_seconds は lockout_base_seconds 以上にしてください。".into()
+            }
+            SettingsProblem::AbsoluteBelowIdle => {
+                "absolute_timeout_seconds は idle_timeout_seconds 以上にしてください。".into()
+            }
+            SettingsProblem::RoleTwice => {
+                "mfa_required_roles に同じロールが 2 回含まれています。".into()
+            }
+            SettingsProblem::RpId(why) => format!(
+                "webauthn_rp_id は DNS 名でなければなりません: {}",
+                match why {
+                    RpIdProblem::Length => "1〜253 文字にしてください。",
+                    RpIdProblem::Characters => {
+                        "英小文字、数字、「-」「.」だけを使えます (ポートやスキームは付けられません)。"
+                    }
+                    RpIdProblem::LabelLength => "ドットで区切られた各部分は 1〜63 文字にしてください。",
+                    RpIdProblem::LabelHyphen => {
+                        "ドットで区切られた各部分は「-」で始めたり終えたりできません。"
+                    }
+                    RpIdProblem::IpAddress => "IP アドレスは使えません。",
+                }
+            ),
+        },
+        Invalid::Access(p) => match p {
+            AccessProblem::TooMany { max } => format!("各一覧は最大 {max} 件までです。"),
+            AccessProblem::TrustedNotAllowed(net) => format!(
+                "信頼済み管理端末 {net} が、許可リストのどのネットワークにも含まれていません。"
+            ),
+        },
+    }
+}
+
+fn conflict_ja(c: &Conflict) -> String {
+    match c {
+        Conflict::KeyLimit { max } => format!(
+            "セキュリティキーは 1 アカウントにつき最大 {max} 個までです。先にどれかを削除してください。"
+        ),
+        Conflict::NoKeyRegistration => {
+            "進行中のセキュリティキーの登録がありません。最初からやり直してください。".into()
+        }
+        Conflict::KeyTaken => "このセキュリティキーは既に登録されています。".into(),
+        Conflict::NoSecurityKey => {
+            "このアカウントにはセキュリティキーが登録されていません。".into()
+        }
+        Conflict::UserExists(name) => format!("ユーザー {name} は既に存在します。"),
+        Conflict::LastAdmin => "この変更を行うと、有効な管理者がいなくなります。".into(),
+        Conflict::DeleteSelf => "自分のアカウントは削除できません。".into(),
+        Conflict::TotpEnrolled => "認証アプリは既に設定されています。先に削除してください。".into(),
+        Conflict::NoTotpEnrolment => {
+            "認証アプリの設定が開始されていません。最初からやり直してください。".into()
+        }
+        Conflict::TotpNotEnrolled => "認証アプリは設定されていません。".into(),
+        Conflict::LastRequiredFactor(role) => format!(
+            "ロール {} では二要素認証が必須です。これが最後の第2要素のため削除できません。",
+            role.as_str()
+        ),
+        Conflict::TokenLimit { max } => format!(
+            "API トークンは 1 ユーザーにつき最大 {max} 個までです。先にどれかを失効させてください。"
         ),
     }
 }

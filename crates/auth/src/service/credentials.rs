@@ -311,11 +311,7 @@ impl AuthService {
                 FactorCheck::Passed,
             )),
             SecondFactor::SecurityKey(json) => {
-                let state = key_state.ok_or_else(|| {
-                    AuthError::InvalidRequest(
-                        "no security-key challenge is pending: request one first".into(),
-                    )
-                })?;
+                let state = key_state.ok_or(AuthError::InvalidRequest(Invalid::NoKeyChallenge))?;
                 self.check_security_key(user, json, &state)
             }
         }

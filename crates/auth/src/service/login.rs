@@ -130,11 +130,11 @@ impl AuthService {
                 SecondFactor::Code(_) => None,
                 // Each challenge answers once, right or wrong, so an assertion cannot be
                 // replayed against it.
-                SecondFactor::SecurityKey(_) => Some(t.key_state.take().ok_or_else(|| {
-                    AuthError::InvalidRequest(
-                        "no security-key challenge is pending: request one first".into(),
-                    )
-                })?),
+                SecondFactor::SecurityKey(_) => Some(
+                    t.key_state
+                        .take()
+                        .ok_or(AuthError::InvalidRequest(Invalid::NoKeyChallenge))?,
+                ),
             };
             // The attempt is used up before checking, so parallel requests cannot exceed the
             // limit.

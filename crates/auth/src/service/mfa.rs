@@ -12,9 +12,7 @@ impl AuthService {
         let secret = random::bytes::<32>()?.to_vec();
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             if u.has_totp() {
-                return Err(AuthError::Conflict(
-                    "TOTP is already enrolled; disable it first".into(),
-                ));
+                return Err(AuthError::Conflict(Conflict::TotpEnrolled));
             }
             u.totp = Some(Totp {
                 secret: secret.clone(),
@@ -55,11 +53,10 @@ impl AuthService {
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             first = !u.mfa_enabled();
             let Some(t) = u.totp.as_mut().filter(|t| !t.confirmed) else {
-                return Err(AuthError::Conflict("no pending TOTP enrolment".into()));
+                return Err(AuthError::Conflict(Conflict::NoTotpEnrolment));
             };
-            let step = totp_match(&t.secret, code, now, 0).ok_or(AuthError::InvalidRequest(
-                "the code does not match; check the device clock and try the next code".into(),
-            ))?;
+            let step = totp_match(&t.secret, code, now, 0)
+                .ok_or(AuthError::InvalidRequest(Invalid::TotpCode))?;
             t.confirmed = true;
             t.last_step = step;
             if first {
@@ -85,7 +82,7 @@ impl AuthService {
         let settings = self.settings();
         self.modify_user(&p.username, AuthError::Unauthenticated, |u| {
             if u.totp.is_none() {
-                return Err(AuthError::Conflict("TOTP is not enrolled".into()));
+                return Err(AuthError::Conflict(Conflict::TotpNotEnrolled));
             }
             if u.has_totp() && !u.has_security_keys() {
                 refuse_removing_required_factor(&settings, u)?;
@@ -107,10 +104,7 @@ pub(super) fn refuse_removing_required_factor(
     u: &User,
 ) -> Result<(), AuthError> {
     if settings.mfa_required_roles.contains(&u.role) {
-        return Err(AuthError::Conflict(format!(
-            "the {} role requires a second factor; this is your last one",
-            u.role.as_str()
-        )));
+        return Err(AuthError::Conflict(Conflict::LastRequiredFactor(u.role)));
     }
     Ok(())
 }

@@ -51,9 +51,7 @@ impl AuthService {
             e => Err(e),
         })?;
         if current == new_password {
-            return Err(AuthError::InvalidRequest(
-                "the new password must differ from the current one".into(),
-            ));
+            return Err(AuthError::InvalidRequest(Invalid::SamePassword));
         }
         self.check_policy(&p.username, new_password)?;
         let new_hash = password::hash(new_password)?;

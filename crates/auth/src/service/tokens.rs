@@ -49,9 +49,7 @@ impl AuthService {
             return Err(AuthError::Forbidden);
         }
         if !(1..=365).contains(&days) {
-            return Err(AuthError::InvalidRequest(
-                "expires_in_days must be 1 to 365".into(),
-            ));
+            return Err(AuthError::InvalidRequest(Invalid::TokenDays));
         }
         let token = format!(
             "{TOKEN_PREFIX}{}",
@@ -74,9 +72,9 @@ impl AuthService {
                 .filter(|(_, t)| t.username == p.username)
                 .count();
             if mine >= MAX_TOKENS_PER_USER {
-                return Err(AuthError::Conflict(format!(
-                    "at most {MAX_TOKENS_PER_USER} tokens per user; revoke one first"
-                )));
+                return Err(AuthError::Conflict(Conflict::TokenLimit {
+                    max: MAX_TOKENS_PER_USER,
+                }));
             }
             tx.put(Table::Tokens, &key, &record)?;
             Ok(())

@@ -58,9 +58,7 @@ impl AuthService {
         let now = self.now();
         self.store.write(|tx| {
             if tx.get::<User>(Table::Users, username.as_str())?.is_some() {
-                return Err(AuthError::Conflict(format!(
-                    "user {username} already exists"
-                )));
+                return Err(AuthError::Conflict(Conflict::UserExists(username.clone())));
             }
             tx.put(
                 Table::Users,
@@ -89,9 +87,7 @@ impl AuthService {
         if still_admin || others {
             Ok(())
         } else {
-            Err(AuthError::Conflict(
-                "this would leave the device without an enabled administrator".into(),
-            ))
+            Err(AuthError::Conflict(Conflict::LastAdmin))
         }
     }
 
@@ -137,9 +133,7 @@ impl AuthService {
     /// Deletes a user, their tokens and their sessions.
     pub fn delete_user(&self, p: &Principal, username: &Username) -> Result<(), AuthError> {
         if username == &p.username {
-            return Err(AuthError::Conflict(
-                "you cannot delete your own account".into(),
-            ));
+            return Err(AuthError::Conflict(Conflict::DeleteSelf));
         }
         self.store.write(|tx| {
             if tx.get::<User>(Table::Users, username.as_str())?.is_none() {

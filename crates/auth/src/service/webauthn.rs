@@ -243,9 +243,7 @@ fn webauthn_internal(e: WebauthnError) -> AuthError {
 fn key_name(name: &str) -> Result<String, AuthError> {
     let n = name.chars().count();
     if !(1..=64).contains(&n) || name.chars().any(char::is_control) || name.trim().is_empty() {
-        return Err(AuthError::InvalidRequest(
-            "name must be 1 to 64 characters without control characters".into(),
-        ));
+        return Err(AuthError::InvalidRequest(Invalid::KeyName));
     }
     Ok(name.to_string())
 }
@@ -265,9 +263,9 @@ impl AuthService {
             .user(&p.username)
             .map_err(|_| AuthError::Unauthenticated)?;
         if user.security_keys.len() >= MAX_SECURITY_KEYS {
-            return Err(AuthError::Conflict(format!(
-                "at most {MAX_SECURITY_KEYS} security keys per account; remove one first"
-            )));
+            return Err(AuthError::Conflict(Conflict::KeyLimit {
+                max: MAX_SECURITY_KEYS,
+            }));
         }
         let exclude = user
             .security_keys
@@ -332,16 +330,9 @@ impl AuthService {
             .volatile()
             .registrations
             .take(&hash, now)
-            .ok_or_else(|| {
-                AuthError::Conflict("no security-key registration is pending; start again".into())
-            })?;
-        let reg: RegisterPublicKeyCredential =
-            serde_json::from_str(response_json).map_err(|_| {
-                AuthError::InvalidRequest(
-                    "the answer is not a PublicKeyCredential from navigator.credentials.create"
-                        .into(),
-                )
-            })?;
+            .ok_or(AuthError::Conflict(Conflict::NoKeyRegistration))?;
+        let reg: RegisterPublicKeyCredential = serde_json::from_str(response_json)
+            .map_err(|_| AuthError::InvalidRequest(Invalid::KeyAnswerMalformed))?;
         let rp = self.webauthn();
         let credential = rp
             .register_credential(&reg, &pending.state, None)
@@ -352,9 +343,7 @@ impl AuthService {
         // register_credential already refused any algorithm that was not requested; this
         // keeps the policy true even if that ever changed.
         if !algorithms()?.contains(&credential.cred.type_) {
-            return Err(AuthError::InvalidRequest(
-                "only ES256 (ECDSA P-256) security keys are accepted".into(),
-            ));
+            return Err(AuthError::InvalidRequest(Invalid::KeyAlgorithm));
         }
         let record = SecurityKeyRecord {
             id: HEXLOWER.encode(&random::bytes::<8>()?),
@@ -373,17 +362,15 @@ impl AuthService {
                     .any(|k| k.credential.cred_id == record.credential.cred_id)
             });
             if taken {
-                return Err(AuthError::Conflict(
-                    "this security key is already registered".into(),
-                ));
+                return Err(AuthError::Conflict(Conflict::KeyTaken));
             }
             let mut u: User = tx
                 .get(Table::Users, p.username.as_str())?
                 .ok_or(AuthError::Unauthenticated)?;
             if u.security_keys.len() >= MAX_SECURITY_KEYS {
-                return Err(AuthError::Conflict(format!(
-                    "at most {MAX_SECURITY_KEYS} security keys per account; remove one first"
-                )));
+                return Err(AuthError::Conflict(Conflict::KeyLimit {
+                    max: MAX_SECURITY_KEYS,
+                }));
             }
             let first = !u.mfa_enabled();
             u.security_keys.push(record);
@@ -472,9 +459,7 @@ impl AuthService {
         user: &User,
     ) -> Result<(serde_json::Value, AuthenticationState), AuthError> {
         if !user.has_security_keys() {
-            return Err(AuthError::Conflict(
-                "no security key is registered for this account".into(),
-            ));
+            return Err(AuthError::Conflict(Conflict::NoSecurityKey));
         }
         let credentials = user
             .security_keys
@@ -553,18 +538,13 @@ impl AuthService {
 /// A refused registration, explained without echoing the client's data.
 fn registration_refused(e: &WebauthnError, rp_id: &str) -> AuthError {
     AuthError::InvalidRequest(match e {
-        WebauthnError::CredentialAlteredAlgFromRequest => {
-            "the security key was refused: only ES256 (ECDSA P-256) keys are accepted, and a key \
-             cannot be registered twice"
-                .into()
-        }
+        WebauthnError::CredentialAlteredAlgFromRequest => Invalid::KeyAlgorithmOrTaken,
         WebauthnError::MismatchedChallenge
         | WebauthnError::InvalidRPOrigin
-        | WebauthnError::InvalidRPIDHash => format!(
-            "the answer does not belong to this registration: open the web UI at \
-             https://{rp_id} and start again"
-        ),
-        _ => "the security key's answer was refused".into(),
+        | WebauthnError::InvalidRPIDHash => Invalid::KeyOrigin {
+            rp_id: rp_id.to_string(),
+        },
+        _ => Invalid::KeyRefused,
     })
 }
 

@@ -70,10 +70,10 @@ impl std::fmt::Debug for Network {
 /// The device's network management, or 409 when it manages no network.
 pub(crate) fn network(state: &AppState) -> Result<Arc<Network>, ApiError> {
     state.network.clone().ok_or_else(|| {
-        ApiError::Auth(AuthError::Conflict(
+        ApiError::Conflict(
             "this device does not manage its network (mamorid runs without --factory-network)"
                 .into(),
-        ))
+        )
     })
 }
 
@@ -91,7 +91,7 @@ pub fn config_error(e: ConfigError) -> ApiError {
         ConfigError::NotFound(_) => ApiError::Auth(AuthError::NotFound("revision")),
         e @ (ConfigError::NoPending
         | ConfigError::WindowExpired { .. }
-        | ConfigError::NotCommitter { .. }) => ApiError::Auth(AuthError::Conflict(e.to_string())),
+        | ConfigError::NotCommitter { .. }) => ApiError::Conflict(e.to_string()),
         e => ApiError::Internal(e.to_string()),
     }
 }

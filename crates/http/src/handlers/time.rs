@@ -7,7 +7,6 @@
 use axum::Json;
 use axum::extract::State;
 use mamori_audit::{Event, EventKind, Outcome};
-use mamori_auth::AuthError;
 use mamori_store::Table;
 use mamori_time::{
     ManualSetTime, ManualStep, NtpApplied, NtpReport, TimeConfig, TimeError, TimeStatus,
@@ -222,7 +221,7 @@ pub async fn set(
         Err(TimeError::OutOfRange(reason)) => Err(ApiError::BadRequest(format!(
             "`time`: {reason} (accepted: from this software's build date to the end of 2099)"
         ))),
-        Err(TimeError::Refused(reason)) => Err(ApiError::Auth(AuthError::Conflict(reason))),
+        Err(TimeError::Refused(reason)) => Err(ApiError::Conflict(reason)),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }

@@ -262,7 +262,17 @@ async fn refused(
     e: &ApiError,
     at: &'static str,
 ) -> Response {
-    match page(state, ctx, None, Some((error_message(ctx.lang, e), at))).await {
+    refused_with(state, ctx, status, error_message(ctx.lang, e), at).await
+}
+
+async fn refused_with(
+    state: &AppState,
+    ctx: &PageCtx,
+    status: StatusCode,
+    message: String,
+    at: &'static str,
+) -> Response {
+    match page(state, ctx, None, Some((message, at))).await {
         Ok(p) => render_status(status, &p),
         Err(r) => r,
     }
@@ -292,14 +302,12 @@ pub async fn change_password(
     Form(f): Form<PasswordForm>,
 ) -> Response {
     if f.new.as_str() != f.confirm.as_str() {
-        let e = ApiError::Auth(AuthError::InvalidRequest(
-            ctx.lang.pick(&EN, &JA).mismatch.into(),
-        ));
-        return refused(
+        let mismatch = ctx.lang.pick(&EN, &JA).mismatch.to_string();
+        return refused_with(
             &state,
             &ctx,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &e,
+            mismatch,
             "password",
         )
         .await;

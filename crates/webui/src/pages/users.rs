@@ -8,9 +8,9 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use mamori_auth::AuthError;
 use mamori_auth::model::{Role, Username};
 use mamori_auth::service::UserListing;
+use mamori_auth::{AuthError, Conflict};
 use mamori_http::AppState;
 use mamori_http::error::ApiError;
 use mamori_http::extract::Caller;
@@ -460,16 +460,13 @@ enum Action {
     Reset,
 }
 
-/// A refusal of the service in the user's language. The service's conflicts are told apart
-/// by the action (creating: the name is taken; changing or deleting: the last administrator),
-/// not by their English wording.
+/// A refusal of the service in the user's language, by its typed reason (never its English
+/// wording); the action tells what a refused role means.
 fn refusal(lang: Lang, action: Action, e: &ApiError) -> String {
     let t = texts(lang);
     match (action, e) {
-        (Action::Create, ApiError::Auth(AuthError::Conflict(_))) => t.exists.into(),
-        (Action::Update | Action::Delete, ApiError::Auth(AuthError::Conflict(_))) => {
-            t.last_admin.into()
-        }
+        (_, ApiError::Auth(AuthError::Conflict(Conflict::UserExists(_)))) => t.exists.into(),
+        (_, ApiError::Auth(AuthError::Conflict(Conflict::LastAdmin))) => t.last_admin.into(),
         (Action::Create | Action::Update, ApiError::Auth(AuthError::Forbidden)) => {
             t.may_not_grant.into()
         }
@@ -753,10 +750,16 @@ mod tests {
 
     #[test]
     fn conflicts_are_explained_by_the_action_not_echoed() {
-        let conflict = ApiError::Auth(AuthError::Conflict("user <x> already exists".into()));
-        assert_eq!(refusal(Lang::Ja, Action::Create, &conflict), JA.exists);
-        assert_eq!(refusal(Lang::En, Action::Delete, &conflict), EN.last_admin);
-        assert_eq!(refusal(Lang::En, Action::Update, &conflict), EN.last_admin);
+        let taken = ApiError::Auth(AuthError::Conflict(Conflict::UserExists(
+            Username::parse("x").unwrap(),
+        )));
+        assert_eq!(refusal(Lang::Ja, Action::Create, &taken), JA.exists);
+        let last = ApiError::Auth(AuthError::Conflict(Conflict::LastAdmin));
+        assert_eq!(refusal(Lang::En, Action::Delete, &last), EN.last_admin);
+        assert_eq!(refusal(Lang::En, Action::Update, &last), EN.last_admin);
+        let own = ApiError::Auth(AuthError::Conflict(Conflict::DeleteSelf));
+        let ja = refusal(Lang::Ja, Action::Delete, &own);
+        assert!(ja.contains("自分") && !ja.contains("account"), "{ja}");
         let missing = ApiError::Auth(AuthError::NotFound("user"));
         assert_eq!(refusal(Lang::Ja, Action::Reset, &missing), JA.no_such_user);
         let forbidden = ApiError::Auth(AuthError::Forbidden);

@@ -432,7 +432,7 @@ fn only_es256_keys_can_be_registered() {
             .svc
             .security_key_register_finish(&p, &key.register(&options))
         {
-            Err(AuthError::InvalidRequest(m)) => assert!(m.contains("ES256"), "{m}"),
+            Err(AuthError::InvalidRequest(m)) => assert!(m.to_string().contains("ES256"), "{m}"),
             other => panic!("{other:?}"),
         }
     }
