@@ -47,86 +47,253 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// fields, no trailing data; messages name the field and never echo the input), for handlers
 /// that read a larger body themselves.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    decode_json_as(bytes).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// [`decode_json`] with the refusal typed, for the web UI, which words it in its reader's
+/// language.
+pub fn decode_json_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRefusal> {
     // A body is always a JSON object: serde would also accept a positional array for a
     // struct, which the schema does not allow. Decoding straight from the text (not via a
     // JSON value) keeps serde's refusal of duplicate fields.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        ));
+        return Err(JsonRefusal::NotAnObject);
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         use serde_json::error::Category;
         let inner = e.inner();
-        ApiError::BadRequest(match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => format!(
-                "malformed JSON at line {} column {}",
-                inner.line(),
-                inner.column()
-            ),
-            Category::Data => describe(e.path(), inner),
-        })
+        match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => JsonRefusal::Malformed {
+                line: inner.line(),
+                column: inner.column(),
+            },
+            Category::Data => classify(e.path(), inner),
+        }
     })?;
-    de.end()
-        .map_err(|_| ApiError::BadRequest("trailing data after the JSON object".into()))?;
+    de.end().map_err(|_| JsonRefusal::TrailingData)?;
     Ok(value)
 }
 
-/// A message about a bad value that names the field and what JSON is expected, in our words:
-/// no echo of the input, no implementation type names (S3.1-24, S3.1-38 R2 E).
-fn describe(path: &serde_path_to_error::Path, e: &serde_json::Error) -> String {
+/// Why a body is not the JSON an endpoint takes. The API answers with the English `Display`;
+/// the web UI words each kind in its reader's language. None repeats the input (S3.1-24,
+/// S3.1-38 R2 E).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonRefusal {
+    /// Not a JSON object (an array, a scalar, nothing).
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    /// Not JSON, or cut short.
+    #[error("malformed JSON at line {line} column {column}")]
+    Malformed {
+        /// The line (from 1).
+        line: usize,
+        /// The column (from 1).
+        column: usize,
+    },
+    /// Something follows the object.
+    #[error("trailing data after the JSON object")]
+    TrailingData,
+    /// A field the object may not have. The name the client sent is not repeated: `parent` is
+    /// the object that holds it.
+    #[error("unknown field in {}; expected {expected}", .parent.place())]
+    UnknownField {
+        /// The object holding the unknown field.
+        parent: JsonPath,
+        /// serde's list of the allowed names (our own field names).
+        expected: String,
+    },
+    /// A word that is not one of the allowed ones.
+    #[error("{} must be {expected}", .at.place())]
+    UnknownVariant {
+        /// The value's place.
+        at: JsonPath,
+        /// serde's list of the allowed words (our own).
+        expected: String,
+    },
+    /// A required field is absent.
+    #[error("missing field `{name}`")]
+    MissingField {
+        /// Its name (ours).
+        name: String,
+    },
+    /// A value of another JSON type, or a number out of range for its field.
+    #[error("{} must be {kind}", .at.place())]
+    WrongType {
+        /// The value's place.
+        at: JsonPath,
+        /// The JSON expected.
+        kind: JsonKind,
+    },
+    /// A value its type's own check refused; `message` is that check's words, which say
+    /// nothing about the input.
+    #[error("{}: {message}", .at.place())]
+    Refused {
+        /// The value's place.
+        at: JsonPath,
+        /// The check's words.
+        message: String,
+    },
+}
+
+/// A place in a JSON document, as serde's path names it (`interfaces[0].name`) and as steps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JsonPath {
+    /// serde's text for it; empty or `.` for the whole body.
+    pub text: String,
+    /// The keys and indices from the top.
+    pub steps: Vec<JsonStep>,
+}
+
+/// One step into a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonStep {
+    /// A field of an object (or a variant's name).
+    Key(String),
+    /// An element of an array.
+    Index(usize),
+}
+
+impl JsonPath {
+    /// Whether this is the whole body.
+    pub fn is_body(&self) -> bool {
+        self.text.is_empty() || self.text == "."
+    }
+
+    /// How a message names the place: "the body" or the path in backquotes.
+    fn place(&self) -> String {
+        if self.is_body() {
+            "the body".to_string()
+        } else {
+            format!("`{}`", self.text)
+        }
+    }
+
+    fn of(path: &serde_path_to_error::Path) -> Self {
+        use serde_path_to_error::Segment;
+        let steps = path
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Seq { index } => Some(JsonStep::Index(*index)),
+                Segment::Map { key } => Some(JsonStep::Key(key.clone())),
+                Segment::Enum { variant } => Some(JsonStep::Key(variant.clone())),
+                _ => None,
+            })
+            .collect();
+        Self {
+            text: path.to_string(),
+            steps,
+        }
+    }
+
+    /// The object holding the last step (the body for a top-level field).
+    fn parent(&self) -> Self {
+        let mut steps = self.steps.clone();
+        steps.pop();
+        Self {
+            text: self
+                .text
+                .rsplit_once('.')
+                .map_or(String::new(), |(p, _)| p.to_string()),
+            steps,
+        }
+    }
+}
+
+/// A kind of JSON value, as a refusal names what was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    /// A string.
+    String,
+    /// `true` or `false`.
+    Bool,
+    /// A whole number within the field's range.
+    Number,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+    /// Anything else the documentation gives.
+    Other,
+}
+
+impl std::fmt::Display for JsonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::String => "a string",
+            Self::Bool => "true or false",
+            Self::Number => "a whole number in range",
+            Self::Array => "an array",
+            Self::Object => "an object",
+            Self::Other => "a value of the documented type",
+        })
+    }
+}
+
+/// A refused value in our terms: the field and what JSON is expected, no echo of the input, no
+/// implementation type names. serde tells its kinds of data error apart only in its message,
+/// so that is read here, once.
+fn classify(path: &serde_path_to_error::Path, e: &serde_json::Error) -> JsonRefusal {
     let msg = e.to_string();
     let msg = msg.split(" at line ").next().unwrap_or_default();
-    let field = path.to_string();
-    let at = if field == "." || field.is_empty() {
-        "the body".to_string()
-    } else {
-        format!("`{field}`")
-    };
+    let at = JsonPath::of(path);
     // The expectation part of serde's message lists our own field or variant names.
-    let expected = msg.split_once("expected ").map_or("", |(_, x)| x);
+    let expected = msg
+        .split_once("expected ")
+        .map_or("", |(_, x)| x)
+        .to_string();
     if msg.starts_with("unknown field") {
         // The path ends in the unknown name the client sent: do not repeat it.
-        let parent = field
-            .rsplit_once('.')
-            .map_or("the body".to_string(), |(p, _)| format!("`{p}`"));
-        return format!("unknown field in {parent}; expected {expected}");
+        return JsonRefusal::UnknownField {
+            parent: at.parent(),
+            expected,
+        };
     }
     if msg.starts_with("unknown variant") {
-        return format!("{at} must be {expected}");
+        return JsonRefusal::UnknownVariant { at, expected };
     }
-    if msg.starts_with("missing field") {
-        return msg.to_string();
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return JsonRefusal::MissingField {
+            name: name.to_string(),
+        };
     }
     if ["invalid type", "invalid value", "invalid length"]
         .iter()
         .any(|p| msg.starts_with(p))
     {
-        return format!("{at} must be {}", json_kind(expected));
+        return JsonRefusal::WrongType {
+            at,
+            kind: json_kind(&expected),
+        };
     }
     // Our own validation messages (lengths, formats) say nothing about the input.
-    format!("{at}: {msg}")
+    JsonRefusal::Refused {
+        at,
+        message: msg.to_string(),
+    }
 }
 
 /// What serde's expectation means in JSON terms.
-fn json_kind(expected: &str) -> &'static str {
+fn json_kind(expected: &str) -> JsonKind {
     let e = expected.to_ascii_lowercase();
     let is = |words: &[&str]| words.iter().any(|w| e.contains(w));
     if is(&["string", "char"]) {
-        "a string"
+        JsonKind::String
     } else if is(&["bool"]) {
-        "true or false"
+        JsonKind::Bool
     } else if is(&[
         "u8", "u16", "u32", "u64", "usize", "i32", "i64", "integer", "number",
     ]) {
-        "a whole number in range"
+        JsonKind::Number
     } else if is(&["sequence", "array", "elements"]) {
-        "an array"
+        JsonKind::Array
     } else if is(&["struct", "map"]) {
-        "an object"
+        JsonKind::Object
     } else {
-        "a value of the documented type"
+        JsonKind::Other
     }
 }
 
@@ -279,7 +446,7 @@ mod tests {
     fn refusal(body: &str) -> String {
         let value: serde_json::Value = serde_json::from_str(body).unwrap();
         let e = serde_path_to_error::deserialize::<_, Probe>(value).unwrap_err();
-        describe(e.path(), e.inner())
+        classify(e.path(), e.inner()).to_string()
     }
 
     /// S3.1-38 R2 E: a refusal names the field and the JSON expected, never the input or a

@@ -26,7 +26,7 @@ use mamori_audit::{Event, EventKind, Outcome as AuditOutcome};
 use mamori_auth::AuthError;
 use mamori_config::{
     Apply, Channel, CommitMeta, ConfigError, Configs, Outcome, PendingMarker, Refusal,
-    RevertReason, Revision, RevisionInfo,
+    RevertReason, Revision, RevisionInfo, Step,
 };
 use mamori_netconfig::{ManagementSession, NetworkConfig};
 use schemars::JsonSchema;
@@ -563,13 +563,23 @@ pub struct CheckAnswer {
     pub diff: String,
 }
 
+/// What a check of a candidate found, typed: the web UI words the refusal in its reader's
+/// language, the API as [`CheckAnswer`].
+#[derive(Debug)]
+pub struct Checked {
+    /// The step that refused it and why; `None`: it would commit.
+    pub refusal: Option<(Step, Refusal)>,
+    /// A unified diff from the running configuration to the candidate.
+    pub diff: String,
+}
+
 /// Validates a candidate, runs the anti-lockout check for `session` and the parent's dry run,
 /// and diffs it against the running configuration. Changes nothing.
-pub fn check_candidate(
+pub fn check_refusal(
     net: &Network,
     candidate: &NetworkConfig,
     session: Option<&ManagementSession>,
-) -> Result<CheckAnswer, ConfigError> {
+) -> Result<Checked, ConfigError> {
     let running = net.configs.running()?;
     let diff = mamori_netconfig::diff(
         &running.config,
@@ -577,31 +587,40 @@ pub fn check_candidate(
         &format!("r{}", running.info.id),
         "candidate",
     );
-    let refused = |step: &str, problems| CheckAnswer {
-        ok: false,
-        step: Some(step.to_owned()),
-        problems,
-        diff: diff.clone(),
-    };
-    if let Err(e) = candidate.validate() {
-        return Ok(refused("validate", refusal_problems(&Refusal::Invalid(e))));
-    }
-    if let Some(s) = session
-        && let Err(e) = mamori_netconfig::check_keeps_management(candidate, s)
+    let refusal = if let Err(e) = candidate.validate() {
+        Some((Step::Validate, Refusal::Invalid(e)))
+    } else if let Some(Err(e)) =
+        session.map(|s| mamori_netconfig::check_keeps_management(candidate, s))
     {
-        return Ok(refused(
-            "management",
-            refusal_problems(&Refusal::CutsManagement(e)),
-        ));
-    }
-    if let Err(e) = net.apply.check(candidate) {
-        return Ok(refused("check", refusal_problems(&Refusal::Check(e))));
-    }
-    Ok(CheckAnswer {
-        ok: true,
-        step: None,
-        problems: Vec::new(),
-        diff,
+        Some((Step::Management, Refusal::CutsManagement(e)))
+    } else if let Err(e) = net.apply.check(candidate) {
+        Some((Step::Check, Refusal::Check(e)))
+    } else {
+        None
+    };
+    Ok(Checked { refusal, diff })
+}
+
+/// [`check_refusal`] as the API answers it.
+pub fn check_candidate(
+    net: &Network,
+    candidate: &NetworkConfig,
+    session: Option<&ManagementSession>,
+) -> Result<CheckAnswer, ConfigError> {
+    let Checked { refusal, diff } = check_refusal(net, candidate, session)?;
+    Ok(match refusal {
+        Some((step, error)) => CheckAnswer {
+            ok: false,
+            step: Some(step.to_string()),
+            problems: refusal_problems(&error),
+            diff,
+        },
+        None => CheckAnswer {
+            ok: true,
+            step: None,
+            problems: Vec::new(),
+            diff,
+        },
     })
 }
 

@@ -21,6 +21,7 @@
 mod dhcp;
 mod texts;
 mod view;
+mod words;
 
 use std::sync::Arc;
 
@@ -32,10 +33,10 @@ use mamori_auth::model::Permission;
 use mamori_config::{Channel, CommitMeta, ConfigError, Outcome, Step};
 use mamori_http::AppState;
 use mamori_http::error::ApiError;
-use mamori_http::extract::{Caller, ConnInfo, decode_json};
+use mamori_http::extract::{Caller, ConnInfo, decode_json_as};
 use mamori_http::handlers::config::{
-    Network, Problem, check_candidate, check_comment, config_error, confirm_window, record,
-    record_confirm_refused, refusal_problems, session_of,
+    Checked, Network, Problem, check_comment, check_refusal, config_error, confirm_window, record,
+    record_confirm_refused, session_of,
 };
 use mamori_netconfig::NetworkConfig;
 use serde::Deserialize;
@@ -130,28 +131,17 @@ fn network(state: &AppState) -> Option<Arc<Network>> {
 
 /// A failure of the history in the reader's words. A revert that failed is named with its
 /// details (the administrator must know); other internal failures are logged, not shown.
-fn failure_message(t: &Texts, e: &ConfigError) -> String {
+fn failure_message(lang: Lang, e: &ConfigError) -> String {
+    let t = texts(lang);
     match e {
-        ConfigError::NotFound(id) => t.not_found.replace("{id}", &id.to_string()),
+        ConfigError::NotFound(id) => return t.not_found.replace("{id}", &id.to_string()),
         ConfigError::RevertFailed { .. } => {
             tracing::error!(error = %e, "a network configuration revert failed");
-            t.failed.replace("{detail}", &e.to_string())
         }
-        e => {
-            tracing::error!(error = %e, "the configuration history failed");
-            t.failed.replace("{detail}", &config_error_text(e))
-        }
+        e => tracing::error!(error = %e, "the configuration history failed"),
     }
-}
-
-/// The API's words for an internal failure (no internals).
-fn config_error_text(e: &ConfigError) -> String {
-    match e {
-        ConfigError::NoPending
-        | ConfigError::WindowExpired { .. }
-        | ConfigError::NotCommitter { .. } => e.to_string(),
-        _ => ApiError::Internal(String::new()).to_string(),
-    }
+    t.failed
+        .replace("{detail}", &words::history_failure(lang, e))
 }
 
 /// The history failed: an error page.
@@ -160,7 +150,7 @@ fn failed(ctx: &PageCtx, e: &ConfigError) -> Response {
         ConfigError::NotFound(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error_page(Some(ctx), status, &failure_message(texts(ctx.lang), e))
+    error_page(Some(ctx), status, &failure_message(ctx.lang, e))
 }
 
 fn busy(ctx: &PageCtx) -> Response {
@@ -245,7 +235,7 @@ async fn overview(
             pending: pending_view(ctx, t, pending.as_ref()),
             notice,
             error,
-            rev: RevisionRow::of(t, &running.info),
+            rev: RevisionRow::of(t, &running.info, words::comment(ctx.lang, &running.info)),
             rescue_note: t.rescue_note.replace("{id}", &rescue.to_string()),
             s: Summary::of(t, &running.config),
             d,
@@ -315,7 +305,7 @@ pub async fn history(State(state): State<AppState>, ctx: PageCtx) -> Response {
         .rev()
         .enumerate()
         .map(|(i, info)| HistoryRow {
-            rev: RevisionRow::of(t, info),
+            rev: RevisionRow::of(t, info, words::comment(ctx.lang, info)),
             running: info.id == running,
             rescue: info.id == rescue,
             pending: Some(info.id) == pending_id,
@@ -396,7 +386,7 @@ async fn revision_page(
             json: rev.config.to_canonical_json(),
             is_running: id == running,
             running,
-            rev: RevisionRow::of(t, &rev.info),
+            rev: RevisionRow::of(t, &rev.info, words::comment(ctx.lang, &rev.info)),
             windows: windows(t, minutes),
             comment,
             comment_hint: t.rollback_comment_hint.replace("{id}", &id.to_string()),
@@ -629,13 +619,11 @@ fn form_values(
 
 /// The candidate in the textarea, or the editor's message about why it is not one. Messages
 /// name the place (line and column, or the field's path) and never repeat the input.
-fn parse_candidate(t: &Texts, text: &str) -> Result<NetworkConfig, String> {
-    decode_json::<NetworkConfig>(text.as_bytes()).map_err(|e| {
-        let detail = match e {
-            ApiError::BadRequest(m) => m,
-            e => e.to_string(),
-        };
-        t.parse_error.replace("{detail}", &detail)
+fn parse_candidate(lang: Lang, text: &str) -> Result<NetworkConfig, String> {
+    decode_json_as::<NetworkConfig>(text.as_bytes()).map_err(|e| {
+        texts(lang)
+            .parse_error
+            .replace("{detail}", &words::not_a_configuration(lang, &e, text))
     })
 }
 
@@ -668,7 +656,7 @@ pub async fn check(
     };
     let t = texts(ctx.lang);
     let typed = typed_of(&f, requested_minutes(&f));
-    let candidate = match parse_candidate(t, f.config.as_str()) {
+    let candidate = match parse_candidate(ctx.lang, f.config.as_str()) {
         Ok(c) => c,
         Err(m) => {
             let r = ResultView::message("invalid", m);
@@ -683,43 +671,42 @@ pub async fn check(
         }
     };
     let session = session_of(&conn);
-    let Some(answer) = blocking(move || check_candidate(&net, &candidate, session.as_ref())).await
+    let Some(answer) = blocking(move || check_refusal(&net, &candidate, session.as_ref())).await
     else {
         return busy(&ctx);
     };
-    let answer = match answer {
+    let Checked { refusal, diff } = match answer {
         Ok(a) => a,
         Err(e) => return failed(&ctx, &e),
     };
-    let (status, result) = if answer.ok {
-        (
+    let (status, result) = match refusal {
+        None => (
             StatusCode::OK,
             ResultView {
                 id: "check-ok",
                 ok: true,
                 message: t.check_ok.to_string(),
                 problems: Vec::new(),
-                diff: diff_lines(&answer.diff),
+                diff: diff_lines(&diff),
             },
-        )
-    } else {
-        let why = step(t, answer.step.as_deref().unwrap_or_default());
-        (
+        ),
+        Some((s, refusal)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             ResultView {
                 id: "check-refused",
                 ok: false,
-                message: t.check_refused.replace("{step}", why),
-                problems: answer.problems,
-                diff: diff_lines(&answer.diff),
+                message: t.check_refused.replace("{step}", step(t, s)),
+                problems: words::problems(ctx.lang, &refusal),
+                diff: diff_lines(&diff),
             },
-        )
+        ),
     };
     edit_page(&state, &ctx, status, Some(typed), Some(result)).await
 }
 
 /// An outcome that did not stay, as the editor or the revision page shows it.
-fn unsuccessful(t: &Texts, outcome: &Outcome, diff: String) -> (StatusCode, ResultView) {
+fn unsuccessful(lang: Lang, outcome: &Outcome, diff: String) -> (StatusCode, ResultView) {
+    let t = texts(lang);
     match outcome {
         Outcome::Refused { step: s, error } => {
             let status = if *s == Step::Pending {
@@ -727,7 +714,7 @@ fn unsuccessful(t: &Texts, outcome: &Outcome, diff: String) -> (StatusCode, Resu
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
             };
-            let mut message = t.commit_refused.replace("{step}", step(t, &s.to_string()));
+            let mut message = t.commit_refused.replace("{step}", step(t, *s));
             if *s == Step::Pending {
                 message = format!("{message} {}", t.pending_blocks);
             }
@@ -740,7 +727,7 @@ fn unsuccessful(t: &Texts, outcome: &Outcome, diff: String) -> (StatusCode, Resu
                     problems: if *s == Step::Pending {
                         Vec::new()
                     } else {
-                        refusal_problems(error)
+                        words::problems(lang, error)
                     },
                     diff: diff_lines(&diff),
                 },
@@ -752,16 +739,20 @@ fn unsuccessful(t: &Texts, outcome: &Outcome, diff: String) -> (StatusCode, Resu
                 "commit-reverted",
                 t.commit_reverted
                     .replace("{to}", &to.to_string())
-                    .replace("{reason}", &reason.to_string()),
+                    .replace("{reason}", &words::revert_reason(lang, reason)),
             ),
         ),
-        other => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ResultView::message(
-                "commit-reverted",
-                t.failed.replace("{detail}", &format!("{other:?}")),
-            ),
-        ),
+        // Committed and confirmed outcomes stayed; the callers never pass them here.
+        other => {
+            tracing::error!(outcome = ?other, "an outcome that stayed was shown as a failure");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ResultView::message(
+                    "commit-reverted",
+                    crate::i18n::error_message(lang, &ApiError::Internal(String::new())),
+                ),
+            )
+        }
     }
 }
 
@@ -797,7 +788,7 @@ pub async fn commit(
             .await;
         }
     };
-    let candidate = match parse_candidate(t, f.config.as_str()) {
+    let candidate = match parse_candidate(ctx.lang, f.config.as_str()) {
         Ok(c) => c,
         Err(m) => {
             return edit_page(
@@ -835,7 +826,7 @@ pub async fn commit(
     let (outcome, diff) = match result {
         Ok(x) => x,
         Err(e) => {
-            let m = failure_message(t, &e);
+            let m = failure_message(ctx.lang, &e);
             return edit_page(
                 &state,
                 &ctx,
@@ -854,7 +845,7 @@ pub async fn commit(
             "/ui/config?done=committed_final"
         }),
         other => {
-            let (status, result) = unsuccessful(t, other, diff);
+            let (status, result) = unsuccessful(ctx.lang, other, diff);
             let typed = Typed { minutes, ..typed };
             edit_page(&state, &ctx, status, Some(typed), Some(result)).await
         }
@@ -885,7 +876,7 @@ pub async fn confirm(State(state): State<AppState>, ctx: PageCtx, caller: Caller
                 ConfigError::NotCommitter { committer } => {
                     t.confirm_not_author.replace("{author}", committer)
                 }
-                e => failure_message(t, e),
+                e => failure_message(ctx.lang, e),
             };
             record_confirm_refused(&state, &caller, &config_error(e));
             overview(&state, &ctx, StatusCode::CONFLICT, None, Some(message)).await
@@ -966,7 +957,7 @@ pub async fn rollback(
             "/ui/config?done=rolled_back_final"
         }),
         other => {
-            let (status, result) = unsuccessful(t, other, diff);
+            let (status, result) = unsuccessful(ctx.lang, other, diff);
             revision_page(
                 &state,
                 &ctx,
@@ -1045,12 +1036,14 @@ mod tests {
 
     #[test]
     fn a_text_that_is_not_a_configuration_is_named_by_place_not_echoed() {
-        let m = parse_candidate(&EN, "{\"interfaces\": [}").unwrap_err();
+        let m = parse_candidate(Lang::En, "{\"interfaces\": [}").unwrap_err();
         assert!(m.contains("line 1"), "{m}");
-        let m = parse_candidate(&EN, "{\"<script>alert(1)</script>\": 1}").unwrap_err();
+        let m = parse_candidate(Lang::En, "{\"<script>alert(1)</script>\": 1}").unwrap_err();
         assert!(!m.contains("<script>"), "{m}");
-        let m = parse_candidate(&JA, "[]").unwrap_err();
+        let m = parse_candidate(Lang::Ja, "[]").unwrap_err();
         assert!(m.starts_with("ネットワーク設定として読み取れません"), "{m}");
+        let m = parse_candidate(Lang::Ja, "{\"interfaces\": [}").unwrap_err();
+        assert!(m.contains("1 行") && !m.contains("line"), "{m}");
     }
 
     #[test]

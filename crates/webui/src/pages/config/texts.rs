@@ -455,7 +455,7 @@ pub const JA: Texts = Texts {
     is_running: "このリビジョンが稼働中です。",
     rollback_h: "このリビジョンに切り戻す",
     rollback_intro: "このリビジョンの設定を、新しいリビジョンとしてもう一度確定します。通常の変更と同じ検証と承認待ち時間が適用されます。パスワードの再入力を求められます。",
-    rollback_comment_hint: "省略可、200 文字以内。空欄の場合は「rollback to r{id}」と記録されます。",
+    rollback_comment_hint: "省略可、200 文字以内。空欄の場合は「r{id} への切り戻し」となります。",
     rollback_button: "このリビジョンに切り戻す",
 
     edit_h: "設定の編集",
@@ -476,7 +476,7 @@ pub const JA: Texts = Texts {
     commit_refused: "確定は拒否されました (理由: {step})。何も変更していません。",
     commit_reverted: "変更を適用しましたが正常に動作しなかったため ({reason})、機器はリビジョン {to} に戻しました。",
     problems_h: "問題点",
-    problems_note: "各問題点には、該当する JSON 内の位置 (JSON ポインター) を示しています。説明は英語で表示されます。",
+    problems_note: "各問題点には、該当する JSON 内の位置 (JSON ポインター) を示しています。",
     candidate_diff_h: "稼働中の設定との差分",
     parse_error: "ネットワーク設定として読み取れません: {detail}",
     comment_invalid: "コメントは 200 文字以内で、改行などの制御文字は使えません。",

@@ -2,7 +2,7 @@
 //! summary of a configuration, diff lines with their class, a revision's metadata, the pending
 //! commit. Everything here is text; the templates escape it.
 
-use mamori_config::{Channel, PendingMarker, RevisionInfo};
+use mamori_config::{Channel, PendingMarker, RevisionInfo, Step};
 use mamori_netconfig::{Action, NetworkConfig, Role, ZoneName};
 use time::OffsetDateTime;
 
@@ -39,16 +39,15 @@ pub fn channel(t: &Texts, c: Channel) -> &'static str {
     }
 }
 
-/// A step of the pipeline (`validate`, `management`, …), in words.
-pub fn step(t: &Texts, step: &str) -> &'static str {
+/// A step of the pipeline, in words.
+pub fn step(t: &Texts, step: Step) -> &'static str {
     match step {
-        "pending" => t.step_pending,
-        "validate" => t.step_validate,
-        "management" => t.step_management,
-        "check" => t.step_check,
-        "apply" => t.step_apply,
-        "probe" => t.step_probe,
-        _ => "",
+        Step::Pending => t.step_pending,
+        Step::Validate => t.step_validate,
+        Step::Management => t.step_management,
+        Step::Check => t.step_check,
+        Step::Apply => t.step_apply,
+        Step::Probe => t.step_probe,
     }
 }
 
@@ -64,14 +63,15 @@ pub struct RevisionRow {
 }
 
 impl RevisionRow {
-    pub fn of(t: &Texts, i: &RevisionInfo) -> Self {
+    /// `comment` in the reader's language (`words::comment`).
+    pub fn of(t: &Texts, i: &RevisionInfo, comment: String) -> Self {
         Self {
             id: i.id,
             author: i.author.clone(),
             channel: channel(t, i.channel),
             channel_code: i.channel.as_str(),
             time: at(i.time),
-            comment: i.comment.clone(),
+            comment,
         }
     }
 }
@@ -515,12 +515,12 @@ mod tests {
                 assert!(!channel(t, c).is_empty());
             }
             for s in [
-                "pending",
-                "validate",
-                "management",
-                "check",
-                "apply",
-                "probe",
+                Step::Pending,
+                Step::Validate,
+                Step::Management,
+                Step::Check,
+                Step::Apply,
+                Step::Probe,
             ] {
                 assert!(!step(t, s).is_empty(), "{s}");
             }
