@@ -661,7 +661,7 @@ mod tests {
             ),
             (
                 with(&|v| v["interfaces"][0]["role"] = "router<script>".into()),
-                "lan、wan、mgmt",
+                "lan、mgmt、wan",
             ),
             (
                 with(&|v| v["interfaces"][0]["name"] = "eth 0<script>".into()),
