@@ -22,6 +22,7 @@ mod cookies;
 mod csrf;
 mod detectors;
 mod headers;
+mod japanese;
 mod network;
 mod reauth;
 mod redirects;
