@@ -8,7 +8,7 @@ const path = require("node:path");
 const test = require("node:test");
 const { chromium } = require("playwright-core");
 
-const { startDevice, REPO } = require("./device");
+const { canManageNetwork, startDevice, REPO } = require("./device");
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = path.join(REPO, "target", "e2e-screenshots");
@@ -126,10 +126,14 @@ async function assertLabelled(page) {
 
 /// A test with its own fresh device and browser, both stopped afterwards whatever happens
 /// (`options.device` goes to startDevice, the rest to node:test).
+/// The device manages the network of a namespace of its own whenever this process may make
+/// one (as root), as a gateway does: its navigation then has "Network", and so do the
+/// screenshots the documentation shows. Without root it is a device that does not manage its
+/// network; `options.device` decides otherwise.
 /// The test fails if the browser reported a CSP violation or a script error, even if
 /// everything else passed. On failure the daemon's last log lines are attached.
 function e2e(name, fn, options = {}) {
-  const { device: deviceOptions, ...testOptions } = options;
+  const { device: deviceOptions = { network: canManageNetwork() }, ...testOptions } = options;
   test(name, { timeout: 180_000, ...testOptions }, async () => {
     const device = await startDevice(deviceOptions);
     let browser;
