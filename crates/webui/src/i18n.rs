@@ -430,4 +430,88 @@ mod tests {
         let h = with(header::COOKIE, "__Host-lang=<script>");
         assert_eq!(Lang::of(&h), Lang::En);
     }
+
+    /// Japanese text: at least one kana or kanji.
+    fn is_japanese(s: &str) -> bool {
+        s.chars()
+            .any(|c| matches!(c, '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}'))
+    }
+
+    /// Every reason the authentication service gives, in Japanese words of its own: none is the
+    /// service's English, none is a generic fallback shared with another reason.
+    #[test]
+    fn every_reason_of_the_service_has_japanese_words_of_its_own() {
+        use mamori_auth::model::{Role, Username};
+        let reasons: Vec<AuthError> = [
+            Invalid::SamePassword,
+            Invalid::KeyName,
+            Invalid::KeyAnswerMalformed,
+            Invalid::KeyAlgorithm,
+            Invalid::KeyAlgorithmOrTaken,
+            Invalid::KeyOrigin {
+                rp_id: "gw.example".into(),
+            },
+            Invalid::KeyRefused,
+            Invalid::TokenDays,
+            Invalid::TotpCode,
+            Invalid::NoKeyChallenge,
+            Invalid::Settings(SettingsProblem::OutOfRange {
+                name: "lockout_threshold",
+                lo: 1,
+                hi: 100,
+            }),
+            Invalid::Settings(SettingsProblem::LockoutMaxBelowBase),
+            Invalid::Settings(SettingsProblem::AbsoluteBelowIdle),
+            Invalid::Settings(SettingsProblem::RoleTwice),
+            Invalid::Settings(SettingsProblem::RpId(RpIdProblem::Length)),
+            Invalid::Settings(SettingsProblem::RpId(RpIdProblem::Characters)),
+            Invalid::Settings(SettingsProblem::RpId(RpIdProblem::LabelLength)),
+            Invalid::Settings(SettingsProblem::RpId(RpIdProblem::LabelHyphen)),
+            Invalid::Settings(SettingsProblem::RpId(RpIdProblem::IpAddress)),
+            Invalid::Access(AccessProblem::TooMany { max: 64 }),
+            Invalid::Access(AccessProblem::TrustedNotAllowed(
+                "198.51.100.0/24".parse().unwrap(),
+            )),
+        ]
+        .into_iter()
+        .map(AuthError::InvalidRequest)
+        .chain(
+            [
+                Conflict::KeyLimit { max: 16 },
+                Conflict::NoKeyRegistration,
+                Conflict::KeyTaken,
+                Conflict::NoSecurityKey,
+                Conflict::UserExists(Username::parse("olivia").unwrap()),
+                Conflict::LastAdmin,
+                Conflict::DeleteSelf,
+                Conflict::TotpEnrolled,
+                Conflict::NoTotpEnrolment,
+                Conflict::TotpNotEnrolled,
+                Conflict::LastRequiredFactor(Role::Admin),
+                Conflict::TokenLimit { max: 20 },
+            ]
+            .into_iter()
+            .map(AuthError::Conflict),
+        )
+        .chain([AuthError::ConfirmationRequired(
+            Confirmation::AllowlistExcludesCaller("192.0.2.7".parse().unwrap()),
+        )])
+        .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for a in reasons {
+            let service = a.to_string();
+            let e = ApiError::Auth(a);
+            let ja = error_message(Lang::Ja, &e);
+            let en = error_message(Lang::En, &e);
+            assert!(is_japanese(&ja), "{service}: {ja}");
+            assert!(!ja.contains(&service), "{service}: {ja}");
+            assert!(seen.insert(ja.clone()), "two reasons share {ja}");
+            // English is the service's own words as a sentence.
+            assert!(
+                en.to_lowercase().starts_with(&service.to_lowercase()[..5]),
+                "{en}"
+            );
+            assert!(en.ends_with('.'), "{en}");
+        }
+    }
 }
