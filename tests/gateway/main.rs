@@ -647,7 +647,7 @@ fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_
     }
     let mut gw = Gateway::up();
     let admin = gw.admin();
-    let (_server, lease) = wan_on_dhcp(&gw, &admin);
+    let (server, lease) = wan_on_dhcp(&gw, &admin);
     let gw_ns = gw.netns(Role::Gw);
     assert_ne!(lease, GW_WAN, "the static address went");
     let host: u8 = lease.rsplit('.').next().unwrap().parse().unwrap();
@@ -672,7 +672,7 @@ fn a_wan_on_dhcp_gets_its_lease_from_the_wan_host_and_the_lan_still_reaches_the_
 
     // The lease as the device shows it: the address dnsmasq gave (its own lease file says so),
     // its router, DNS server and lease time, bound.
-    let given = std::fs::read_to_string(leases.path().join("leases")).unwrap();
+    let given = std::fs::read_to_string(server.leases()).unwrap();
     assert!(given.contains(&format!(" {lease} ")), "dnsmasq: {given}");
     let mut status = Value::Null;
     let bound = eventually(Duration::from_secs(20), || {
@@ -883,7 +883,7 @@ fn a_second_lab_up_leaves_a_gateway_on_dhcp_alone_and_still_repairs_a_deleted_ve
 struct Dnsmasq {
     child: std::process::Child,
     /// Its lease file's directory, removed after it.
-    _leases: tempfile::TempDir,
+    leases_dir: tempfile::TempDir,
 }
 
 impl Dnsmasq {
@@ -909,8 +909,13 @@ impl Dnsmasq {
             .unwrap();
         Dnsmasq {
             child,
-            _leases: dir,
+            leases_dir: dir,
         }
+    }
+
+    /// Its lease file (what it gave).
+    fn leases(&self) -> std::path::PathBuf {
+        self.leases_dir.path().join("leases")
     }
 }
 
