@@ -7,8 +7,11 @@
 //! address set:
 //!
 //! - (a) raw `nft -f -` of the ruleset the parent renders for that configuration, into a
-//!   namespace without mamori's tables (`first`), then the ruleset of the configuration with
-//!   one rule changed over it (`again`), in the same run as (b);
+//!   namespace of its own with the same interfaces in which nothing listens to nftables
+//!   notifications (the bench parent's namespace holds the parent's listener, which makes the
+//!   kernel announce every rule of anyone else's load) and without mamori's tables (`first`),
+//!   then the ruleset of the configuration with one rule changed over it (`again`), started
+//!   from a thread that entered that namespace, in the same run as (b);
 //! - (b) the real privileged parent (`run_parent` of `mamori-privsep`, this binary started as
 //!   `netbench parent STATE` inside the namespace) answering its child (this binary as
 //!   `netbench child …`, re-executed by the parent, talking over the real socketpair and wire)
@@ -160,16 +163,32 @@ fn main() -> ExitCode {
 
 // ---- the parent and its child ------------------------------------------------------------
 
-/// `netbench parent STATE RUNS NFT IP`: the real privileged parent over `STATE`, its child
-/// this binary with `child STATE RUNS NFT IP`.
+/// `netbench parent STATE RUNS NFT IP RAW_NETNS`: the real privileged parent over `STATE`, its child
+/// this binary with `child STATE RUNS NFT IP RAW_NETNS`.
 fn parent(args: &[String]) -> anyhow::Result<()> {
-    let state = args.first().context("parent STATE RUNS NFT IP")?;
+    let state = args.first().context("parent STATE RUNS NFT IP RAW_NETNS")?;
     let mut child_args = vec!["child".into()];
     child_args.extend(args.iter().map(Into::into));
     let cfg = ParentConfig::new(state, child_args);
     let exit = run_parent(cfg)?;
     eprintln!("netbench parent: stopped by {}", exit.signal);
     Ok(())
+}
+
+/// Runs `f` on a thread of its own inside the network namespace `ns`: a process it starts is
+/// born there.
+fn in_netns<T: Send>(
+    ns: &std::fs::File,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
+    })
 }
 
 /// Runs `tool` with `args` and `stdin`, which must succeed.
@@ -262,12 +281,13 @@ impl Series {
     }
 }
 
-/// `netbench child STATE RUNS NFT IP`: the measurements, one `net …` line per workload.
+/// `netbench child STATE RUNS NFT IP RAW_NETNS`: the measurements, one `net …` line per workload.
 fn child(args: &[String]) -> anyhow::Result<()> {
     let parent = Parent::from_stdin()?;
     let runs: usize = args.get(1).context("RUNS")?.parse()?;
     let nft = args.get(2).context("NFT")?.as_str();
     let ip = args.get(3).context("IP")?.as_str();
+    let raw_ns = std::fs::File::open(format!("/run/netns/{}", args.get(4).context("RAW_NETNS")?))?;
     for name in WORKLOADS {
         let cfg = workload(name, false);
         let other = workload(name, true);
@@ -296,9 +316,18 @@ fn child(args: &[String]) -> anyhow::Result<()> {
         for _ in 0..runs {
             // (a), in the same run as (b) so that drifting load hits both alike: into a kernel
             // as at boot, then the variant's text over it (one rule differs), as (b) does.
-            wipe(nft, ip)?;
-            raw_first.push(timed(|| tool(nft, &["-f", "-"], text)).1);
-            raw_again.push(timed(|| tool(nft, &["-f", "-"], other_ruleset.as_str())).1);
+            // In a namespace of its own where nothing listens to nftables notifications (the
+            // bench parent's has its listener, which the parent pauses only for its own loads).
+            let (first, again) = in_netns(&raw_ns, || -> anyhow::Result<(f64, f64)> {
+                wipe(nft, ip)?;
+                let (r, first) = timed(|| tool(nft, &["-f", "-"], text));
+                r?;
+                let (r, again) = timed(|| tool(nft, &["-f", "-"], other_ruleset.as_str()));
+                r?;
+                Ok((first, again))
+            })?;
+            raw_first.push(first);
+            raw_again.push(again);
             // (b) first: the kernel as at boot.
             wipe(nft, ip)?;
             let (c0, a0) = (cfg.clone(), cfg.clone());
@@ -505,6 +534,8 @@ fn orchestrate(args: &[String]) -> anyhow::Result<()> {
     // (a) and (b): the bench parent and its child, in their namespace.
     {
         let ns = Netns::new("pipe")?;
+        // (a)'s namespace: the same interfaces, no listener.
+        let raw = Netns::new("raw")?;
         println!("links kind={}", ns.1);
         let dir = Dir::new("pipe")?;
         let state = dir.0.join("state");
@@ -514,7 +545,7 @@ fn orchestrate(args: &[String]) -> anyhow::Result<()> {
             .arg(&exe)
             .arg("parent")
             .arg(&state)
-            .args([runs.to_string(), nft.clone(), ip.clone()])
+            .args([runs.to_string(), nft.clone(), ip.clone(), raw.0.clone()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
