@@ -649,12 +649,15 @@ fn http_commits(mamorid: &Path, runs: usize) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let exe = std::env::current_exe()?;
+    // The raw reference of this phase, in a namespace of its own with the same interfaces.
+    let raw = Netns::new("craw")?;
     let mut c = Command::new("ip")
         .args(["netns", "exec", &cl.0])
         .arg(&exe)
         .arg("http")
         .arg(&cert)
         .arg(runs.to_string())
+        .arg(&raw.0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -717,8 +720,12 @@ fn session_cookie(r: &http1::Response) -> Option<String> {
 /// set the admin password, then per workload: re-authenticate, and `RUNS` times commit the
 /// factory configuration (untimed), the workload (`first`) and its variant (`again`).
 fn http_client(args: &[String]) -> anyhow::Result<()> {
-    let cert = PathBuf::from(args.first().context("http CERT RUNS")?);
+    let cert = PathBuf::from(args.first().context("http CERT RUNS RAW_NETNS")?);
     let runs: usize = args.get(1).context("RUNS")?.parse()?;
+    // The reference of this phase: raw nft -f of the same rulesets, in a namespace of its own
+    // where nothing listens, alternating with the commits.
+    let raw_ns = std::fs::File::open(format!("/run/netns/{}", args.get(2).context("RAW_NETNS")?))?;
+    let (nft, ip) = (which("nft")?, which("ip")?);
     let mut label = String::new();
     std::io::stdin().read_line(&mut label)?;
     let label = label.trim().to_owned();
@@ -766,7 +773,22 @@ fn http_client(args: &[String]) -> anyhow::Result<()> {
                 })
                 .collect();
             let (mut first, mut again) = (Vec::new(), Vec::new());
+            let (mut raw_first, mut raw_again) = (Vec::new(), Vec::new());
+            let rulesets = [workload(name, false), workload(name, true)]
+                .iter()
+                .map(|c| render(c).map_err(|e| anyhow::anyhow!("{e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             for _ in 0..runs {
+                let (f, a) = in_netns(&raw_ns, || -> anyhow::Result<(f64, f64)> {
+                    wipe(&nft, &ip)?;
+                    let (r, f) = timed(|| tool(&nft, &["-f", "-"], rulesets[0].as_str()));
+                    r?;
+                    let (r, a) = timed(|| tool(&nft, &["-f", "-"], rulesets[1].as_str()));
+                    r?;
+                    Ok((f, a))
+                })?;
+                raw_first.push(f);
+                raw_again.push(a);
                 // Fresh re-authentication (valid 5 minutes) before each run's three commits.
                 let (r, _) =
                     https(&cfg, &post("/api/v1/auth/reauth", &reauth, Some(&cookie))).await?;
@@ -783,10 +805,13 @@ fn http_client(args: &[String]) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "commit workload={name} runs={runs} body_bytes={} first_ms={} again_ms={}",
+                "commit workload={name} runs={runs} body_bytes={} first_ms={} again_ms={} \
+                 raw_first_ms={} raw_again_ms={}",
                 bodies[1].len(),
                 med(&first),
-                med(&again)
+                med(&again),
+                med(&raw_first),
+                med(&raw_again)
             );
             std::io::stdout().flush()?;
         }
