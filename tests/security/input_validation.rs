@@ -461,7 +461,21 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
             if let Some(ct) = case.content_type {
                 req = req.header("content-type", ct);
             }
-            let a = answer(req.send().unwrap_or_else(|e| panic!("{what}: {e}")));
+            // A body larger than the socket buffers, declared over the limit, is refused
+            // unread: the server answers 413 and closes while the client may still be writing,
+            // so the client can see the connection end instead of the answer (a client that
+            // sends `Expect: 100-continue`, as curl does for large bodies, gets the 413). The
+            // daemon must still serve and nothing may have changed (checked below).
+            let refused_unread = case.expect == [413] && case.body.len() > 1 << 20;
+            let a = match req.send() {
+                Ok(r) => answer(r),
+                Err(e) if refused_unread && (e.is_request() || e.is_body()) => {
+                    *by_status.entry(0).or_default() += 1;
+                    sent += 1;
+                    continue;
+                }
+                Err(e) => panic!("{what}: {e}"),
+            };
             let status = a.status.as_u16();
             *by_status.entry(status).or_default() += 1;
             sent += 1;
@@ -475,7 +489,7 @@ fn every_body_endpoint_refuses_malformed_input_with_4xx_and_changes_nothing() {
         }
     }
     eprintln!(
-        "{sent} malformed requests to {} endpoints: {by_status:?}",
+        "{sent} malformed requests to {} endpoints: {by_status:?} (0: closed unread)",
         endpoints.len()
     );
     // Well-formed, the network configuration's bodies get the 409 of a device that manages no
