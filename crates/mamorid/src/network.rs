@@ -377,6 +377,9 @@ mod tests {
     #[test]
     fn a_configuration_too_large_for_the_channel_is_a_refusal() {
         let (ours, _theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        // Nobody reads the other end: a frame that did go out would block, so fail instead.
+        ours.set_write_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
         let parent = Arc::new(Parent::Channel(std::sync::Mutex::new(ours)));
         struct Nowhere;
         impl Sink for Nowhere {
@@ -390,16 +393,20 @@ mod tests {
             audit,
         };
         let mut cfg = NetworkConfig::factory(Vec::new());
-        // About 20 bytes of JSON per entry: over 16 MiB.
-        let entries = (0..900_000u32)
+        // At least 24 bytes of JSON per entry (`"2001:db8::1:0/128",`…): over 16 MiB.
+        let entries = (0..800_000u32)
             .map(|i| {
-                Prefix::parse(&format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255))
-                    .expect("prefix")
+                Prefix::parse(&format!(
+                    "2001:db8::{:x}:{:x}/128",
+                    i >> 16 | 0x1000,
+                    i & 0xffff
+                ))
+                .expect("prefix")
             })
             .collect();
         cfg.firewall.sets.push(AddressSet {
             name: SetName::parse("big").expect("name"),
-            family: Family::Ipv4,
+            family: Family::Ipv6,
             entries,
         });
         match apply.apply_checked(&cfg) {
