@@ -362,8 +362,6 @@ pub struct Applier {
     record: PathBuf,
     loaded: Option<Loaded>,
     quiet: Option<std::sync::Arc<dyn LoadQuiet>>,
-    /// The generations around the last load.
-    last_generations: Option<Generations>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -385,7 +383,6 @@ impl Applier {
             record: record.into(),
             loaded: None,
             quiet: None,
-            last_generations: None,
         }
     }
 
@@ -408,7 +405,6 @@ impl Applier {
             record: record.into(),
             loaded: None,
             quiet: None,
-            last_generations: None,
         }
     }
 
@@ -428,8 +424,9 @@ impl Applier {
     /// load, if the load was the only transaction between the two readings.
     ///
     /// With a [`LoadQuiet`], notifications are paused first (so `before` already counts every
-    /// transaction the listener saw) and resumed after `after` was read.
-    fn load_and_remember(&mut self, script: &Ruleset) -> Result<(), NftError> {
+    /// transaction the listener saw) and resumed after `after` was read. Returns the
+    /// generations around the load when both readings worked.
+    fn load_and_remember(&mut self, script: &Ruleset) -> Result<Option<Generations>, NftError> {
         let nft = self.nft();
         let quiet = self.quiet.clone().filter(|q| match q.pause() {
             Ok(()) => true,
@@ -440,7 +437,6 @@ impl Applier {
         });
         let before = nft.generation().ok();
         self.loaded = None;
-        self.last_generations = None;
         let loaded = nft.load(script);
         let after = nft.generation().ok();
         if let Some(q) = &quiet
@@ -449,16 +445,15 @@ impl Applier {
             tracing::error!(error = %e, "nftables notifications not resumed after the load");
         }
         loaded?;
-        self.last_generations = before.zip(after).map(|(before, after)| Generations {
-            before,
-            after,
-            quiet: quiet.is_some(),
-        });
         self.loaded = Some(Loaded {
             script: script.as_str().to_owned(),
             generation: after.filter(|a| before.is_some_and(|b| b.wrapping_add(1) == *a)),
         });
-        Ok(())
+        Ok(before.zip(after).map(|(before, after)| Generations {
+            before,
+            after,
+            quiet: quiet.is_some(),
+        }))
     }
 
     /// The address record's path.
@@ -620,19 +615,21 @@ impl Applier {
         let before_load = started.elapsed();
 
         let started = Instant::now();
-        let load = if unchanged {
-            None
+        let (load, generations) = if unchanged {
+            (None, None)
         } else {
             let previous = self.loaded.clone();
-            if let Err(e) = self.load_and_remember(&p.ruleset) {
-                // nft -f is one transaction: nothing changed, what was loaded last still is.
-                self.loaded = previous;
-                if grew {
-                    let _ = self.write_record(&record);
+            match self.load_and_remember(&p.ruleset) {
+                Ok(generations) => (Some(started.elapsed()), generations),
+                Err(e) => {
+                    // nft -f is one transaction: nothing changed, what was loaded last still is.
+                    self.loaded = previous;
+                    if grew {
+                        let _ = self.write_record(&record);
+                    }
+                    return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
                 }
-                return Err(ApplyError::early(ApplyStep::Load, nft_detail(&e)));
             }
-            Some(started.elapsed())
         };
 
         let started = Instant::now();
@@ -675,7 +672,7 @@ impl Applier {
             snapshot_listed: snapshot.listed,
             load,
             addresses: started.elapsed(),
-            generations: load.and(self.last_generations),
+            generations,
         })
     }
 
@@ -983,7 +980,7 @@ impl Applier {
             let script = Ruleset::dangerous_from_text(format!("{RESET}{}", snap.tables));
             match self.load_and_remember(&script) {
                 // What the kernel holds now is the restore point itself.
-                Ok(()) => {
+                Ok(_) => {
                     if let Some(loaded) = &mut self.loaded {
                         loaded.script.clone_from(&snap.tables);
                     }
